@@ -1,0 +1,314 @@
+"""Configuration: ``agent_config.yaml`` validated by pydantic, overlaid by the environment.
+
+Every key of the product's original design is here with its meaning; unknown
+keys are errors (``extra="forbid"``) so a typo never silently does nothing.
+Secrets never live in the file: they come from environment variables and are
+collected in :class:`Secrets`, which the redactor and the tool environment
+builder both read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_FILE = "agent_config.yaml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelEndpoint(_Section):
+    """Where one model is served. ``kind: ollama`` speaks /api/chat; ``openai`` speaks /v1."""
+
+    kind: Literal["ollama", "openai"] = "ollama"
+    host: str | None = None  # None: OLLAMA_HOST, then http://127.0.0.1:11434
+    api_key_env: str | None = None  # name of the env var holding the key
+    num_ctx: int | None = None
+    price_per_mtok_in: float = 0.0
+    price_per_mtok_out: float = 0.0
+    cloud: bool | None = None  # None: guessed from the name (":cloud", "-cloud")
+
+
+class RoutingConfig(_Section):
+    local_model: str = "jeffgreen311/eve-qwen3.5-4b-S0LF0RG3"
+    cloud_model: str = "qwen3-coder:480b-cloud"
+    fallback_model: str = "jeffgreen311/eve-qwen3-8b-consciousness-liberated"
+    complexity_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    max_loop_iterations: int = Field(40, ge=1)
+    # Per-model endpoints; a model not listed uses the default Ollama endpoint.
+    models: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    request_timeout: float = Field(300.0, gt=0)  # seconds without a next chunk
+    connect_timeout: float = Field(5.0, gt=0)
+    keep_alive: str | int | None = "30m"
+    think: bool | None = None
+    temperature: float | None = None
+
+
+class StreamingConfig(_Section):
+    transport: Literal["sse"] = "sse"
+    buffer_size: int = Field(1024, ge=1)
+    disconnect_timeout: float = Field(30, gt=0)
+
+
+class BashConfig(_Section):
+    timeout: float = Field(30, gt=0)
+    allowed_commands: list[str] = Field(
+        default_factory=lambda: ["ls", "cat", "grep", "python", "pytest", "git"]
+    )
+    max_output_bytes: int = Field(64_000, ge=1024)
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    network: bool = False
+    env_passthrough: list[str] = Field(default_factory=list)
+
+
+class FileOpsConfig(_Section):
+    max_read_lines: int = Field(500, ge=1)
+    write_validation: bool = True
+    max_file_bytes: int = Field(2_000_000, ge=1)
+
+
+class ReasoningConfig(_Section):
+    scratchpad_enabled: bool = True
+    max_trace_length: int = Field(2000, ge=1)
+
+
+class ToolsConfig(_Section):
+    bash: BashConfig = Field(default_factory=BashConfig)
+    file_ops: FileOpsConfig = Field(default_factory=FileOpsConfig)
+    reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
+    grep_max_results: int = Field(200, ge=1)
+    disabled: list[str] = Field(default_factory=list)
+
+
+class ContextConfig(_Section):
+    window_strategy: Literal["sliding_priority", "full"] = "sliding_priority"
+    retain_tool_results: int = Field(5, ge=0)
+    compress_diffs: bool = True
+    externalize_reasoning: bool = True
+    num_ctx: int = Field(16384, ge=512)
+
+
+class AccessConfig(_Section):
+    allowed_users: list[str] = Field(default_factory=list)
+    allowed_rooms: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+
+
+class WorkspaceConfig(_Section):
+    root: str = "."
+    isolation: Literal["worktree", "none"] | None = None  # None: per adapter default
+
+
+class StoreConfig(_Section):
+    path: str = ".threadwright/threadwright.db"
+
+
+class SlackConfig(_Section):
+    mode: Literal["socket", "http"] = "socket"
+    http_port: int = 3000
+    edit_interval: float = Field(1.0, gt=0)
+
+
+class MatrixConfig(_Section):
+    encryption: bool = False
+    store_path: str = ".threadwright/matrix"
+    edit_interval: float = Field(1.0, gt=0)
+    device_name: str = "threadwright"
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 7777
+    token: str | None = None
+
+
+class LoggingConfig(_Section):
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Secrets(_Section):
+    """Secret values from the environment. Never written to disk, logs or prompts."""
+
+    ollama_api_key: str | None = None
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    matrix_password: str | None = None
+    matrix_access_token: str | None = None
+    web_token: str | None = None
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def values(self) -> list[str]:
+        """Every secret value set, for redaction."""
+        fixed = [
+            self.ollama_api_key,
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+            self.matrix_password,
+            self.matrix_access_token,
+            self.web_token,
+        ]
+        return [v for v in [*fixed, *self.extra.values()] if v]
+
+
+class Config(_Section):
+    """The whole configuration. ``source`` names the file it came from (or None)."""
+
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
+    adapters: list[str] = Field(default_factory=list)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    agent_dir: str = ".agent"
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # Not part of the file: filled by load_config.
+    ollama_host: str = Field(default="http://127.0.0.1:11434", exclude=True)
+    slack_api_url: str = Field(default="https://slack.com/api/", exclude=True)
+    matrix_homeserver: str | None = Field(default=None, exclude=True)
+    matrix_user_id: str | None = Field(default=None, exclude=True)
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("adapters")
+    @classmethod
+    def _known_adapter_names(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+    def workspace_path(self) -> Path:
+        return Path(self.workspace.root).expanduser().resolve()
+
+    def store_path(self) -> Path:
+        return Path(self.store.path).expanduser()
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see README 'Configuration')")
+        else:
+            lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _env_overlay(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Apply ``THREADWRIGHT__SECTION__KEY=value`` overrides (values parsed as YAML)."""
+    import yaml
+
+    for name, raw in env.items():
+        if not name.startswith("THREADWRIGHT__"):
+            continue
+        path = [p.lower() for p in name[len("THREADWRIGHT__") :].split("__") if p]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+    return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load and validate the configuration.
+
+    ``path`` None means ``agent_config.yaml`` in the working directory if it
+    exists, else the defaults. Environment variables override the file and
+    carry every secret.
+    """
+    import yaml
+
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    explicit = path is not None or "THREADWRIGHT_CONFIG" in env
+    file = Path(path if path is not None else env.get("THREADWRIGHT_CONFIG", DEFAULT_CONFIG_FILE))
+    if file.exists():
+        source = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{file}:{where} is not valid YAML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections")
+        data = loaded
+    elif explicit:
+        raise ConfigError(f"{file}: no such configuration file")
+
+    data = _env_overlay(data, env)
+    if any(name.startswith("THREADWRIGHT__") for name in env):
+        source += " (with THREADWRIGHT__* environment overrides)"
+    if overrides:
+        data = {**data, **overrides}
+    if isinstance(data.get("web"), dict) and data["web"].get("token"):
+        raise ConfigError(
+            f"{source}: web.token: do not write the token in the file; "
+            "set THREADWRIGHT_WEB_TOKEN in the environment instead"
+        )
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+    config.source = None if source.startswith("(defaults)") else str(file)
+    if env.get("OLLAMA_HOST"):
+        host = env["OLLAMA_HOST"].strip()
+        config.ollama_host = host if "://" in host else f"http://{host}"
+    if env.get("SLACK_API_URL"):
+        url = env["SLACK_API_URL"].strip()
+        config.slack_api_url = url if url.endswith("/") else url + "/"
+    config.matrix_homeserver = env.get("MATRIX_HOMESERVER") or None
+    config.matrix_user_id = env.get("MATRIX_USER_ID") or None
+    extra = {}
+    for endpoint in config.routing.models.values():
+        if endpoint.api_key_env and env.get(endpoint.api_key_env):
+            extra[endpoint.api_key_env] = env[endpoint.api_key_env]
+    config.secrets = Secrets(
+        ollama_api_key=env.get("OLLAMA_API_KEY") or None,
+        slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        matrix_password=env.get("MATRIX_PASSWORD") or None,
+        matrix_access_token=env.get("MATRIX_ACCESS_TOKEN") or None,
+        web_token=env.get("THREADWRIGHT_WEB_TOKEN") or None,
+        extra=extra,
+    )
+    return config

@@ -1,0 +1,89 @@
+"""The runtime: the shared services every session uses, built once per process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.config import Config
+from bot.models.registry import ModelRegistry
+from bot.plugins import PluginHost, make_plugin_manager
+from bot.routing import Router
+from bot.store.base import Store, open_store
+from bot.tools.registry import ToolRegistry
+from bot.tools.runner import ToolRunner
+
+if TYPE_CHECKING:
+    from bot.directives import DirectiveLoader, DirectiveSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    plugins: PluginHost
+    store: Store
+    models: ModelRegistry
+    tools: ToolRegistry
+    runner: ToolRunner
+    router: Router
+    directives: DirectiveLoader
+    _num_ctx: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    async def create(
+        cls,
+        config: Config,
+        *,
+        plugins: PluginHost | None = None,
+        store: Store | None = None,
+    ) -> Runtime:
+        from bot.directives import DirectiveLoader
+
+        plugins = plugins or make_plugin_manager()
+        tools = ToolRegistry.from_plugins(plugins, config)
+        models = ModelRegistry.from_plugins(plugins, config)
+        if store is None:
+            store = await open_store(config.store_path())
+        return cls(
+            config=config,
+            plugins=plugins,
+            store=store,
+            models=models,
+            tools=tools,
+            runner=ToolRunner(tools, plugins),
+            router=Router(config, models, plugins),
+            directives=DirectiveLoader(config.workspace_path(), config.agent_dir),
+        )
+
+    def current_directives(self) -> DirectiveSet:
+        """The directive set, reloaded first if any file changed (cheap fingerprint)."""
+        return self.directives.refresh()
+
+    def system_prompt(self, tool_names: list[str], workspace: Path) -> str:
+        return self.current_directives().system_prompt(tool_names, workspace)
+
+    def num_ctx(self, model: str) -> int:
+        """The same ``num_ctx`` for every call to a model: changing it reloads the model."""
+        value = self._num_ctx.get(model)
+        if value is None:
+            endpoint = self.config.routing.models.get(model)
+            value = (endpoint.num_ctx if endpoint and endpoint.num_ctx else None) or (
+                self.config.context.num_ctx
+            )
+            self._num_ctx[model] = value
+        return value
+
+    async def close(self) -> None:
+        await self.models.close()
+        await self.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "plugins": self.plugins.plugin_names(),
+            "tools": self.tools.names(),
+            "local_model": self.config.routing.local_model,
+        }

@@ -1,0 +1,258 @@
+"""SQLite store over aiosqlite: one connection, its own thread, WAL journal.
+
+aiosqlite runs every statement on a dedicated thread, so the event loop
+never waits on disk. ``synchronous=NORMAL`` under WAL keeps commits cheap
+while a crash loses at most the last transaction, never a torn database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.store.base import SessionRecord, StoredSteering
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    thread_key TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    workspace TEXT NOT NULL DEFAULT '',
+    stats TEXT NOT NULL DEFAULT '{}',
+    scratchpad TEXT NOT NULL DEFAULT '[]',
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS sessions_thread ON sessions(thread_key);
+CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS steering (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    message_id TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    applied_at REAL
+);
+CREATE INDEX IF NOT EXISTS steering_pending ON steering(session_id, applied_at);
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+"""
+
+_JSON_FIELDS = {"stats", "scratchpad", "meta"}
+_SESSION_COLUMNS = (
+    "id, thread_key, requester, task, status, created_at, updated_at, workspace, "
+    "stats, scratchpad, meta"
+)
+# Seen-event ids older than this are pruned; platforms stop retrying long before.
+SEEN_EVENTS_TTL = 7 * 24 * 3600
+
+
+def _row_to_session(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=row[0],
+        thread_key=row[1],
+        requester=row[2],
+        task=row[3],
+        status=row[4],
+        created_at=row[5],
+        updated_at=row[6],
+        workspace=row[7],
+        stats=json.loads(row[8]),
+        scratchpad=json.loads(row[9]),
+        meta=json.loads(row[10]),
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._next_seq: dict[str, int] = {}
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(str(self.path))
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.executescript(SCHEMA)
+        await self._db.execute(
+            "DELETE FROM seen_events WHERE seen_at < ?", (time.time() - SEEN_EVENTS_TTL,)
+        )
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def create_session(self, record: SessionRecord) -> None:
+        await self.db.execute(
+            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.id,
+                record.thread_key,
+                record.requester,
+                record.task,
+                record.status,
+                record.created_at,
+                record.updated_at,
+                record.workspace,
+                json.dumps(record.stats),
+                json.dumps(record.scratchpad),
+                json.dumps(record.meta),
+            ),
+        )
+        await self.db.commit()
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self.db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _row_to_session(row) if row else None
+
+    async def find_session_by_thread(self, thread_key: str) -> SessionRecord | None:
+        async with self.db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE thread_key = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (thread_key,),
+        ) as cur:
+            row = await cur.fetchone()
+        return _row_to_session(row) if row else None
+
+    async def find_session_by_prefix(self, prefix: str) -> list[SessionRecord]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        async with self.db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id LIKE ? ESCAPE '\\' LIMIT 10",
+            (escaped + "%",),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_row_to_session(r) for r in rows]
+
+    async def update_session(self, session_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        fields.setdefault("updated_at", time.time())
+        allowed = set(_SESSION_COLUMNS.replace(" ", "").split(",")) - {"id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown session fields: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        values = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in fields.items()]
+        await self.db.execute(
+            f"UPDATE sessions SET {assignments} WHERE id = ?", (*values, session_id)
+        )
+        await self.db.commit()
+
+    async def list_sessions(
+        self, *, status: str | None = None, limit: int = 50
+    ) -> list[SessionRecord]:
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions"
+        params: tuple[Any, ...] = ()
+        if status:
+            query += " WHERE status = ?"
+            params = (status,)
+        query += " ORDER BY updated_at DESC LIMIT ?"
+        async with self.db.execute(query, (*params, limit)) as cur:
+            rows = await cur.fetchall()
+        return [_row_to_session(r) for r in rows]
+
+    async def _seq_start(self, session_id: str) -> int:
+        if session_id not in self._next_seq:
+            async with self.db.execute(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE session_id = ?",
+                (session_id,),
+            ) as cur:
+                row = await cur.fetchone()
+            self._next_seq[session_id] = int(row[0]) if row else 0
+        return self._next_seq[session_id]
+
+    async def append_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        start = await self._seq_start(session_id)
+        now = time.time()
+        rows = [
+            (session_id, start + i, json.dumps(m, ensure_ascii=False), now)
+            for i, m in enumerate(messages)
+        ]
+        self._next_seq[session_id] = start + len(messages)
+        await self.db.executemany(
+            "INSERT INTO messages (session_id, seq, message, created_at) VALUES (?,?,?,?)", rows
+        )
+        await self.db.commit()
+
+    async def load_messages(self, session_id: str) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT message FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    async def add_steering(
+        self, session_id: str, author: str, text: str, message_id: str, received_at: float
+    ) -> int:
+        cur = await self.db.execute(
+            "INSERT INTO steering (session_id, author, text, message_id, received_at) "
+            "VALUES (?,?,?,?,?)",
+            (session_id, author, text, message_id, received_at),
+        )
+        await self.db.commit()
+        return int(cur.lastrowid or 0)
+
+    async def pending_steering(self, session_id: str) -> list[StoredSteering]:
+        async with self.db.execute(
+            "SELECT id, session_id, author, text, message_id, received_at, applied_at "
+            "FROM steering WHERE session_id = ? AND applied_at IS NULL ORDER BY id",
+            (session_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [StoredSteering(*r) for r in rows]
+
+    async def mark_steering_applied(self, ids: list[int], applied_at: float) -> None:
+        if not ids:
+            return
+        await self.db.executemany(
+            "UPDATE steering SET applied_at = ? WHERE id = ?", [(applied_at, i) for i in ids]
+        )
+        await self.db.commit()
+
+    async def mark_event_seen(self, event_id: str, seen_at: float) -> bool:
+        cur = await self.db.execute(
+            "INSERT OR IGNORE INTO seen_events (event_id, seen_at) VALUES (?, ?)",
+            (event_id, seen_at),
+        )
+        await self.db.commit()
+        return cur.rowcount == 1
+
+    async def check_writable(self) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO seen_events (event_id, seen_at) VALUES ('__healthcheck__', ?)",
+            (time.time(),),
+        )
+        await self.db.commit()
