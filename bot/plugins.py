@@ -30,8 +30,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.tools.search",
     "plugins.tools.think",
     "plugins.console",
-    "plugins.slack",
-    "plugins.matrix",
     "bot.models.providers",
 )
 

@@ -606,10 +606,11 @@ class ChangeRecorder:
 async def wait_until_watching(workspace: Path, recorder: ChangeRecorder) -> None:
     # The watcher starts in a thread; touch a file until it reports one change.
     probe = workspace / ".agent/commands/probe.md"
-    for attempt in range(30):
+    # Generous: on a loaded 2-core CI machine the watcher thread can start late.
+    for attempt in range(40):
         write(probe, "probe " * (attempt + 1))
         try:
-            await recorder.next_matching(lambda ds: "probe" in ds.commands, within_s=0.2)
+            await recorder.next_matching(lambda ds: "probe" in ds.commands, within_s=0.5)
             return
         except TimeoutError:
             continue
