@@ -43,3 +43,12 @@ class AccessPolicy:
 
     def may_stop(self, platform: str, user: str, requester: str) -> bool:
         return user == requester or self.is_approver(platform, user)
+
+    def may_approve(self, platform: str, user: str, requester: str) -> bool:
+        if self.is_approver(platform, user):
+            return True
+        return (
+            self.config.requester_may_approve
+            and user == requester
+            and (self.user_allowed(platform, user))
+        )

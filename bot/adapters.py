@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Protocol
 
-from bot.policy.approvals import Approver, DenyingApprover
+from bot.policy.approvals import ApprovalRequest, Approver, DenyingApprover
 
 if TYPE_CHECKING:
     from bot.agent import AgentSession
@@ -34,6 +34,9 @@ class ChatAdapter(ABC):
     """One chat platform. ``name`` is the key used in ``adapters:`` of the config."""
 
     name: str = ""
+    # True when approvals can be asked in the thread (the adapter delivers
+    # reactions and/or button actions on the question message).
+    approvals_in_thread: bool = False
     # Reactions the host asks for, by meaning; adapters map them to their platform.
     REACTIONS = {
         "working": "eyes",
@@ -55,8 +58,18 @@ class ChatAdapter(ABC):
         """A renderer for the turn ``trigger`` started (None for a resumed turn)."""
 
     @abstractmethod
+    async def post_message(self, thread: ThreadKey, text: str) -> str:
+        """Post a standalone Markdown message into the thread; return its id."""
+
     async def post_notice(self, thread: ThreadKey, text: str) -> None:
         """Post a short standalone message into the thread."""
+        await self.post_message(thread, text)
+
+    async def post_approval(self, thread: ThreadKey, text: str, request: ApprovalRequest) -> str:
+        """Post an approval question; return its id. Adapters may add buttons whose
+        presses come back as ACTION events with ``action_value`` approve_once /
+        approve_thread / deny."""
+        return await self.post_message(thread, text)
 
     async def react(self, thread: ThreadKey, message_id: str, meaning: str) -> None:  # noqa: B027
         """Acknowledge a message (``meaning`` is a key of :attr:`REACTIONS`). Optional."""

@@ -102,6 +102,8 @@ class AccessConfig(_Section):
     allowed_users: list[str] = Field(default_factory=list)
     allowed_rooms: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
+    requester_may_approve: bool = False
+    approval_timeout: float = Field(300.0, gt=0)
 
 
 class WorkspaceConfig(_Section):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from bot.access import AccessPolicy
 from bot.agent import AgentSession, TurnOptions, new_session_id
 from bot.events import AgentEvent, AgentEventKind, ChatEvent, ChatEventKind, ThreadKey
+from bot.policy.approvals import ApprovalRequest, Approver, ChatApprover, PendingApprovals
 from bot.store.base import SessionRecord
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class SessionManager:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._refused: dict[tuple[str, str], float] = {}
         self._turns: set[asyncio.Task[None]] = set()
+        self.approvals = PendingApprovals(self.access.may_approve)
         self.accepting = True
 
     def register_adapter(self, adapter: ChatAdapter) -> None:
@@ -86,6 +88,10 @@ class SessionManager:
         platform = event.thread.platform
         if not self.access.room_allowed(platform, event.thread.room):
             return
+        if event.kind in (ChatEventKind.REACTION, ChatEventKind.ACTION) and self._answer_approval(
+            event
+        ):
+            return
         lock = self._lock_for(event.thread)
         async with lock:
             session = await self.get_session(event.thread)
@@ -93,8 +99,18 @@ class SessionManager:
                 await self._on_reaction(event, session)
                 return
             if event.kind is ChatEventKind.ACTION:
-                return  # buttons are answered by the adapter's approver
+                return  # a button that answered nothing pending
             await self._on_message(event, session, adapter)
+
+    def _answer_approval(self, event: ChatEvent) -> bool:
+        target = event.target_message_id
+        choice = event.reaction if event.kind is ChatEventKind.REACTION else event.action_value
+        if not target or not choice or not self.approvals.is_pending(str(event.thread), target):
+            return False
+        # Handled (answered or ignored) either way: a reaction on an approval
+        # question never means "stop the session".
+        self.approvals.answer(event.thread.platform, str(event.thread), target, event.user, choice)
+        return True
 
     # --- routing --------------------------------------------------------------
 
@@ -240,7 +256,7 @@ class SessionManager:
             history=history,
         )
         if adapter is not None:
-            session.approver = adapter.approver(session)
+            session.approver = self.approver_for(adapter, session)
         for pending in await self.runtime.store.pending_steering(record.id):
             from bot.steering import SteeringMessage
 
@@ -274,9 +290,22 @@ class SessionManager:
         )
         adapter = self.adapters.get(thread.platform)
         if adapter is not None:
-            session.approver = adapter.approver(session)
+            session.approver = self.approver_for(adapter, session)
         self._remember(thread, session)
         return session
+
+    def approver_for(self, adapter: ChatAdapter, session: AgentSession) -> Approver:
+        """Chat platforms ask in the thread; others decide through the adapter."""
+        if not adapter.approvals_in_thread:
+            return adapter.approver(session)
+        thread = session.thread
+
+        async def post(request: ApprovalRequest, text: str) -> str:
+            return await adapter.post_approval(thread, text, request)
+
+        return ChatApprover(
+            str(thread), self.approvals, post, timeout=self.runtime.config.access.approval_timeout
+        )
 
     def _remember(self, thread: ThreadKey, session: AgentSession) -> None:
         self._sessions[thread] = session

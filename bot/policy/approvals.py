@@ -8,6 +8,8 @@ the :class:`ApprovalDecision`.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -56,3 +58,124 @@ class AllowingApprover:
 
     async def request_approval(self, request: ApprovalRequest) -> ApprovalDecision:
         return ApprovalDecision(approved=True, by="operator (--yes)")
+
+
+# Reaction names (Slack short names and Matrix emoji) and button values, by answer.
+APPROVE_ONCE = frozenset({"white_check_mark", "heavy_check_mark", "✅", "✔️", "approve_once"})
+APPROVE_THREAD = frozenset({"repeat", "🔁", "approve_thread"})
+DENY = frozenset({"x", "❌", "no_entry", "⛔", "deny"})
+
+
+def answer_for(choice: str) -> tuple[bool, Literal["once", "thread"]] | None:
+    """Map a reaction or button value to (approved, scope); None when it is no answer."""
+    if choice in APPROVE_ONCE:
+        return True, "once"
+    if choice in APPROVE_THREAD:
+        return True, "thread"
+    if choice in DENY:
+        return False, "once"
+    return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: ApprovalRequest
+    future: asyncio.Future[ApprovalDecision]
+    requester: str
+
+
+class PendingApprovals:
+    """Approval questions posted in threads, waiting for an answer.
+
+    Keyed by (thread, message id of the question). Only someone
+    ``may_answer`` accepts counts; other reactions are ignored, so a
+    bystander's ✅ cannot approve anything.
+    """
+
+    def __init__(self, may_answer: Callable[[str, str, str], bool]) -> None:
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._may_answer = may_answer  # (platform, user, requester) -> bool
+
+    def add(
+        self, thread: str, message_id: str, request: ApprovalRequest
+    ) -> asyncio.Future[ApprovalDecision]:
+        future: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
+        self._pending[(thread, message_id)] = _Pending(request, future, request.requester)
+        return future
+
+    def discard(self, thread: str, message_id: str) -> None:
+        self._pending.pop((thread, message_id), None)
+
+    def is_pending(self, thread: str, message_id: str) -> bool:
+        return (thread, message_id) in self._pending
+
+    def answer(self, platform: str, thread: str, message_id: str, user: str, choice: str) -> bool:
+        """Resolve a pending question; True when this event was an accepted answer."""
+        pending = self._pending.get((thread, message_id))
+        parsed = answer_for(choice)
+        if pending is None or parsed is None or pending.future.done():
+            return False
+        if not self._may_answer(platform, user, pending.requester):
+            return False
+        approved, scope = parsed
+        pending.future.set_result(
+            ApprovalDecision(
+                approved=approved,
+                by=user,
+                scope=scope,
+                reason="" if approved else f"denied by {user}",
+            )
+        )
+        self._pending.pop((thread, message_id), None)
+        return True
+
+
+class ChatApprover:
+    """Posts the question in the thread and waits (bounded) for an approver's answer.
+
+    ``post`` posts Markdown text and returns the message id; "approve for the
+    rest of this thread" is remembered per tool (and per program for bash).
+    """
+
+    def __init__(
+        self,
+        thread: str,
+        pending: PendingApprovals,
+        post: Callable[[ApprovalRequest, str], Awaitable[str]],
+        *,
+        timeout: float,
+    ) -> None:
+        self.thread = thread
+        self.pending = pending
+        self.post = post
+        self.timeout = timeout
+        self.allowed_for_thread: set[str] = set()
+
+    @staticmethod
+    def scope_key(request: ApprovalRequest) -> str:
+        return f"{request.tool}:{request.summary}" if request.summary else request.tool
+
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalDecision:
+        key = self.scope_key(request)
+        if key in self.allowed_for_thread:
+            return ApprovalDecision(approved=True, by="earlier approval", scope="thread")
+        what = request.summary or f"{request.tool} {request.arguments}"
+        text = (
+            f"🔐 I want to run `{what}`\n"
+            f"It needs approval because {request.reason or 'the policy asks'}.\n"
+            f"React ✅ to allow once, 🔁 to allow it for the rest of this thread, ❌ to deny "
+            f"(no answer in {int(self.timeout)} s means deny)."
+        )
+        message_id = await self.post(request, text)
+        future = self.pending.add(self.thread, message_id, request)
+        try:
+            decision = await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            return ApprovalDecision(
+                approved=False, reason=f"no approval within {int(self.timeout)} s (timed out)"
+            )
+        finally:
+            self.pending.discard(self.thread, message_id)
+        if decision.approved and decision.scope == "thread":
+            self.allowed_for_thread.add(key)
+        return decision

@@ -95,8 +95,9 @@ class RecordingAdapter(ChatAdapter):
         self._turn_done = asyncio.Event()
         return _Renderer(turn, self._turn_done)
 
-    async def post_notice(self, thread: ThreadKey, text: str) -> None:
+    async def post_message(self, thread: ThreadKey, text: str) -> str:
         self.notices.append((thread, text))
+        return f"posted{next(self._ids)}"
 
     async def react(self, thread: ThreadKey, message_id: str, meaning: str) -> None:
         self.reactions.append((thread, message_id, meaning))

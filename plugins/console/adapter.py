@@ -154,6 +154,10 @@ class ConsoleAdapter(ChatAdapter):
         self._idle.clear()
         return ConsoleRenderer(self)
 
+    async def post_message(self, thread: ThreadKey, text: str) -> str:
+        await self.post_notice(thread, text)
+        return ""
+
     async def post_notice(self, thread: ThreadKey, text: str) -> None:
         if self.json_output:
             self.out.write(json.dumps({"kind": "notice", "text": text}) + "\n")
