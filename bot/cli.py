@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.task = None
         args.resume = args.model = args.workspace = None
         args.json = args.yes = args.verbose = False
+    from bot.tools.process import install_fast_child_watcher
+
+    install_fast_child_watcher()
     handler = {
         "chat": _cmd_chat,
         "run": _cmd_run,

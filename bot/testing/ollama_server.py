@@ -242,6 +242,9 @@ class ScriptedOllama:
         self.model_sizes = dict(model_sizes or {})  # model -> (size, size_vram) for /api/ps
         self.requests: list[RecordedRequest] = []
         self.chat_requests: list[dict[str, Any]] = []
+        # time.monotonic() when the last byte of each complete chat answer was
+        # written: benchmarks measure the client's gap to its next request.
+        self.responses_finished: list[float] = []
         self.url = ""
         self._host, self._port = host, port
         self._shared: deque[Reply] = deque()
@@ -462,6 +465,8 @@ class ScriptedOllama:
         else:
             for frame in final_frames():
                 await response.write(frame)
+            await response.write_eof()
+            self.responses_finished.append(time.monotonic())
         return response
 
     # -- native API ----------------------------------------------------------
