@@ -39,7 +39,7 @@ def child_env(model_url: str) -> dict[str, str]:
 
 
 async def run_chat(
-    args: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None, timeout: float = 30
+    args: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None, limit: float = 30
 ) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -53,7 +53,7 @@ async def run_chat(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), limit)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -213,7 +213,7 @@ async def test_repl_steering_and_resume(scripted_ollama: ScriptedOllama, tmp_pat
     listed, _ = await listing.communicate()
     session_id = listed.decode().split()[0]
     scripted_ollama.script(Reply(content="Continuing."))
-    code, out2, err2 = await run_chat(
+    code, _, err2 = await run_chat(
         ["--resume", session_id[:6], "now add tests"], ws, child_env(scripted_ollama.url)
     )
     assert code == 0, err2
