@@ -97,8 +97,11 @@ class AgentSession:
         workspace: Path,
         history: list[dict[str, Any]] | None = None,
         approver: Approver | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         self.runtime = runtime
+        # A sub-agent brings its own instructions instead of the persona.
+        self.system_prompt_override = system_prompt
         self.record = record
         self.thread = thread
         self.workspace = workspace
@@ -120,6 +123,8 @@ class AgentSession:
             env=build_tool_env(runtime.config, workspace),
             scratchpad=list(record.scratchpad),
         )
+        # Tools that work with the session itself (skills, sub-agents) find it here.
+        self.tool_context.extras["session"] = self
 
     # --- identity and state -------------------------------------------------
 
@@ -219,7 +224,9 @@ class AgentSession:
         allowed = options.allowed_tools
         schemas = tools.schemas(allowed)
         known = set(allowed) if allowed is not None else set(tools.names())
-        system_prompt = self.runtime.system_prompt(sorted(known), self.workspace)
+        system_prompt = self.system_prompt_override or self.runtime.system_prompt(
+            sorted(known), self.workspace
+        )
         try:
             while True:
                 if stats.steps >= config.routing.max_loop_iterations:

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.tools.files",
     "plugins.tools.search",
     "plugins.tools.think",
+    "plugins.tools.directives",
     "plugins.console",
     "bot.models.providers",
 )

@@ -64,7 +64,18 @@ class Runtime:
         return self.directives.refresh()
 
     def system_prompt(self, tool_names: list[str], workspace: Path) -> str:
-        return self.current_directives().system_prompt(tool_names, workspace)
+        directives = self.current_directives()
+        prompt = directives.system_prompt(tool_names, workspace)
+        if directives.agents and "delegate" in tool_names:
+            listed = "\n".join(
+                f"- {a.name}: {a.description}"
+                for a in sorted(directives.agents.values(), key=lambda a: a.name)
+            )
+            prompt += (
+                "\n# Sub-agents\n\nFor a focused sub-task, call `delegate` with one of these "
+                f"and a self-contained task:\n\n{listed}\n"
+            )
+        return prompt
 
     def num_ctx(self, model: str) -> int:
         """The same ``num_ctx`` for every call to a model: changing it reloads the model."""
