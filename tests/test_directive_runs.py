@@ -64,7 +64,7 @@ async def test_console_command_expands_and_limits_tools(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     request = scripted_ollama.chat_requests[0]
     text = first_user(request)
