@@ -220,3 +220,38 @@ async def test_repl_steering_and_resume(scripted_ollama: ScriptedOllama, tmp_pat
     resumed = [m.get("content") for m in scripted_ollama.chat_requests[2]["messages"]]
     assert "add a flag" in resumed and "Using argparse as asked." in resumed
     assert resumed[-1] == "now add tests"
+
+
+async def test_ctrl_c_stops_the_step_and_kills_the_tool(
+    scripted_ollama: ScriptedOllama, tmp_path: Path
+) -> None:
+    import signal
+
+    from tests.test_agent_loop import _processes_with
+
+    ws = workspace_with_config(tmp_path)
+    marker = "77.0314159"
+    (ws / "agent_config.yaml").write_text(CONFIG + "tools:\n  bash:\n    timeout: 300\n")
+    scripted_ollama.script(Reply(tool_calls=[call("bash", command=f"sleep {marker}")]))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "chat",
+        "--yes",
+        "wait a long time",
+        cwd=ws,
+        env=child_env(scripted_ollama.url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(15):
+        while not _processes_with(marker):  # noqa: ASYNC110 - polling /proc
+            await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert proc.returncode == 1
+    assert "Stopped by" in out.decode()
+    assert _processes_with(marker) == []
