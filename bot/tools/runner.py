@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.models.base import ToolCall
 from bot.policy.approvals import ApprovalDecision, ApprovalRequest, Approver
+from bot.policy.redaction import Redactor
 from bot.tools.base import ToolContext, ToolResult
 from bot.tools.registry import ToolRegistry
 
@@ -46,9 +47,22 @@ def _normalise_verdict(plugin: str, value: Any) -> PolicyVerdict | None:
 
 
 class ToolRunner:
-    def __init__(self, registry: ToolRegistry, host: PluginHost) -> None:
+    def __init__(
+        self, registry: ToolRegistry, host: PluginHost, redactor: Redactor | None = None
+    ) -> None:
         self.registry = registry
         self.host = host
+        # Tool output is redacted before anything sees it: the model, the
+        # transcript, the chat reply and the audit log all get the same text.
+        self.redactor = redactor or Redactor()
+
+    def _redacted(self, result: ToolResult) -> ToolResult:
+        redact = self.redactor.redact
+        result.stdout = redact(result.stdout)
+        result.stderr = redact(result.stderr)
+        if result.error:
+            result.error = redact(result.error)
+        return result
 
     async def policy_verdict(self, call: ToolCall, session: Any) -> PolicyVerdict:
         """Combine every ``before_tool_call`` answer: deny wins, then ask, then allow."""
@@ -120,7 +134,7 @@ class ToolRunner:
                     f"{verdict.reason or 'policy asked'}). Try another way, or ask the user.",
                     metadata={"verdict": approval.verdict()},
                 )
-        result = await tool(ctx, call.arguments)
+        result = self._redacted(await tool(ctx, call.arguments))
         result.metadata.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 2))
         result.metadata.setdefault(
             "verdict", approval.verdict() if approval is not None else "allowed"
