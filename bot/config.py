@@ -214,6 +214,16 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _env_overlay(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Apply ``THREADWRIGHT__SECTION__KEY=value`` overrides (values parsed as YAML)."""
     import yaml
@@ -279,7 +289,7 @@ def load_config(
     if any(name.startswith("THREADWRIGHT__") for name in env):
         source += " (with THREADWRIGHT__* environment overrides)"
     if overrides:
-        data = {**data, **overrides}
+        data = _deep_merge(data, overrides)
     if isinstance(data.get("web"), dict) and data["web"].get("token"):
         raise ConfigError(
             f"{source}: web.token: do not write the token in the file; "

@@ -22,9 +22,13 @@ SECRET = "xoxb-fake-secret-0123456789"
 
 
 def make_config(tmp_path: Path, env: dict[str, str] | None = None, **tools: Any) -> Config:
+    """These tests check the process runner itself (pids, groups): no sandbox unless asked;
+    tests/test_sandbox.py covers bwrap."""
     file = tmp_path / "agent_config.yaml"
     file.write_text("{}\n")
-    return load_config(file, env=env or {}, overrides={"tools": tools} if tools else None)
+    tools.setdefault("bash", {})
+    tools["bash"] = {"sandbox": "none", **tools["bash"]}
+    return load_config(file, env=env or {}, overrides={"tools": tools})
 
 
 @pytest.fixture

@@ -101,6 +101,7 @@ DEFAULT_LIMITS = ResourceLimits()
 def wrap_argv(extras: Mapping[str, Any], argv: list[str]) -> list[str]:
     """Pass ``argv`` through the sandbox seam in ``ctx.extras`` (if one is installed)."""
     wrapper: Callable[[list[str]], list[str]] | None = extras.get(WRAP_ARGV_EXTRA)
+    # A key present with None means "decided: no sandbox".
     return list(wrapper(list(argv))) if wrapper is not None else list(argv)
 
 

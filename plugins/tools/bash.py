@@ -17,12 +17,21 @@ replaces the default rlimits.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import hookimpl
+from bot.policy.sandbox import sandbox_for
 from bot.tools.base import ToolContext, ToolError, ToolResult
 from bot.tools.environment import build_tool_env
-from bot.tools.process import DEFAULT_LIMITS, RESOURCE_LIMITS_EXTRA, run_process, wrap_argv
+from bot.tools.process import (
+    DEFAULT_LIMITS,
+    RESOURCE_LIMITS_EXTRA,
+    WRAP_ARGV_EXTRA,
+    run_process,
+    wrap_argv,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,6 +64,16 @@ async def bash(
             raise ToolError("timeout must be a positive number of seconds")
         limit = min(timeout, limit)
     env = ctx.env or build_tool_env(ctx.config, ctx.workspace)
+    if WRAP_ARGV_EXTRA not in ctx.extras:
+        # Decided once per session; probing bwrap runs a process, so off the loop.
+        wrapper = await asyncio.to_thread(
+            sandbox_for,
+            ctx.config,
+            ctx.workspace,
+            Path(env.get("HOME", "/nonexistent")),
+            env.get("PATH", ""),
+        )
+        ctx.extras[WRAP_ARGV_EXTRA] = wrapper
     outcome = await run_process(
         wrap_argv(ctx.extras, [SHELL, "-c", command]),
         cwd=ctx.workspace,

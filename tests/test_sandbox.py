@@ -1,0 +1,112 @@
+"""The bwrap sandbox around `bash`: read-only system, private /tmp, no network, hidden home."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Config, load_config
+from bot.policy.sandbox import bwrap_path
+from bot.tools.base import Tool, ToolContext
+from bot.tools.environment import build_tool_env
+from plugins.tools.bash import bash
+from tests.test_agent_loop import _processes_with
+
+BASH = Tool.from_function(bash)
+
+
+def make_ctx(tmp_path: Path, **bash_config: Any) -> ToolContext:
+    file = tmp_path / "agent_config.yaml"
+    file.write_text("{}\n")
+    config: Config = load_config(
+        file,
+        env={},
+        overrides={
+            "tools": {"bash": {"sandbox": "bwrap", **bash_config}},
+            "store": {"path": str(tmp_path / "state" / "tw.db")},
+        },
+    )
+    workspace = tmp_path / "ws"
+    workspace.mkdir(exist_ok=True)
+    workspace = workspace.resolve()
+    return ToolContext(workspace=workspace, config=config, env=build_tool_env(config, workspace))
+
+
+def test_bwrap_is_usable_here() -> None:
+    # .ci/run installs bubblewrap; without it the sandbox tests below would prove nothing.
+    assert bwrap_path() is not None, "install bubblewrap (apt-get install bubblewrap)"
+
+
+async def test_system_is_read_only_and_workspace_writable(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path)
+    result = await BASH(ctx, {"command": "touch /etc/tw-sandbox-probe; echo ok > here.txt"})
+    assert "Read-only file system" in result.stderr
+    assert not os.path.exists("/etc/tw-sandbox-probe")
+    assert (ctx.workspace / "here.txt").read_text() == "ok\n"
+
+
+async def test_tmp_is_private(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path)
+    probe = f"/tmp/tw-sandbox-{time.time_ns()}"
+    result = await BASH(ctx, {"command": f"echo inside > {probe} && cat {probe}"})
+    assert result.ok and result.stdout == "inside\n"
+    assert not os.path.exists(probe)
+
+
+async def test_no_network_unless_configured(tmp_path: Path) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    command = f"exec 3<>/dev/tcp/127.0.0.1/{port} && head -1 <&3"
+    try:
+        closed = await BASH(make_ctx(tmp_path), {"command": command})
+        assert not closed.ok and "hello" not in closed.stdout
+        opened = await BASH(make_ctx(tmp_path, network=True), {"command": command})
+        assert opened.ok and opened.stdout == "hello\n"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_bot_home_and_store_are_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "bot-home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine x password hunter2\n")
+    monkeypatch.setenv("HOME", str(home))
+    ctx = make_ctx(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / "tw.db").write_text("transcripts")
+    result = await BASH(ctx, {"command": f"cat {home}/.netrc; cat {state}/tw.db; ls -A {home}"})
+    assert "hunter2" not in result.stdout and "transcripts" not in result.stdout
+    assert result.stdout.strip() == ""
+
+
+async def test_stop_kills_everything_inside(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, timeout=300)
+    marker = "88.0161803"
+    task = asyncio.create_task(
+        BASH(ctx, {"command": f"sleep {marker} & sleep {marker}; echo never"})
+    )
+    async with asyncio.timeout(10):
+        while len(_processes_with(f"sleep {marker}")) < 2:  # noqa: ASYNC110 - polling /proc
+            await asyncio.sleep(0.02)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    async with asyncio.timeout(3):
+        while _processes_with(f"sleep {marker}"):  # noqa: ASYNC110 - polling /proc
+            await asyncio.sleep(0.02)
