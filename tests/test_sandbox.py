@@ -20,6 +20,10 @@ from tests.test_agent_loop import _processes_with
 BASH = Tool.from_function(bash)
 
 
+def exists_on_host(path: str) -> bool:
+    return os.path.exists(path)
+
+
 def make_ctx(tmp_path: Path, **bash_config: Any) -> ToolContext:
     file = tmp_path / "agent_config.yaml"
     file.write_text("{}\n")
@@ -46,7 +50,7 @@ async def test_system_is_read_only_and_workspace_writable(tmp_path: Path) -> Non
     ctx = make_ctx(tmp_path)
     result = await BASH(ctx, {"command": "touch /etc/tw-sandbox-probe; echo ok > here.txt"})
     assert "Read-only file system" in result.stderr
-    assert not os.path.exists("/etc/tw-sandbox-probe")
+    assert not exists_on_host("/etc/tw-sandbox-probe")
     assert (ctx.workspace / "here.txt").read_text() == "ok\n"
 
 
@@ -55,7 +59,7 @@ async def test_tmp_is_private(tmp_path: Path) -> None:
     probe = f"/tmp/tw-sandbox-{time.time_ns()}"
     result = await BASH(ctx, {"command": f"echo inside > {probe} && cat {probe}"})
     assert result.ok and result.stdout == "inside\n"
-    assert not os.path.exists(probe)
+    assert not exists_on_host(probe)
 
 
 async def test_no_network_unless_configured(tmp_path: Path) -> None:
