@@ -104,6 +104,12 @@ class AccessConfig(_Section):
     approvers: list[str] = Field(default_factory=list)
     requester_may_approve: bool = False
     approval_timeout: float = Field(300.0, gt=0)
+    # What a tool call outside policy means: ask an approver, refuse (allowlist), or
+    # no shell and no writes at all (deny). Per room overrides by glob.
+    permission_mode: Literal["ask", "allowlist", "deny"] = "ask"
+    room_permission_modes: dict[str, Literal["ask", "allowlist", "deny"]] = Field(
+        default_factory=dict
+    )
 
 
 class WorkspaceConfig(_Section):

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.tools.think",
     "plugins.tools.directives",
     "plugins.console",
+    "plugins.policy",
     "bot.models.providers",
 )
 

@@ -139,7 +139,11 @@ async def test_stop_kills_running_tool_process_group(
     scripted_ollama.script(
         Reply(tool_calls=[call("bash", command=f"sleep {marker} & sleep {marker}; echo never")])
     )
-    config = make_test_config(workspace, scripted_ollama.url, tools={"bash": {"timeout": 300}})
+    config = make_test_config(
+        workspace,
+        scripted_ollama.url,
+        tools={"bash": {"timeout": 300, "allowed_commands": ["sleep"]}},
+    )
     async with running_host(config) as (_host, adapter):
         thread = adapter.thread("stop")
         await adapter.say("sleep", thread=thread)

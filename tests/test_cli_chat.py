@@ -16,6 +16,9 @@ CONFIG = """
 routing:
   local_model: "qwen3:4b"
   connect_timeout: 2
+tools:
+  bash:
+    allowed_commands: [ls, cat, grep, python, pytest, git, env]
 """
 
 
@@ -231,7 +234,7 @@ async def test_ctrl_c_stops_the_step_and_kills_the_tool(
 
     ws = workspace_with_config(tmp_path)
     marker = "77.0314159"
-    (ws / "agent_config.yaml").write_text(CONFIG + "tools:\n  bash:\n    timeout: 300\n")
+    (ws / "agent_config.yaml").write_text(CONFIG + "    timeout: 300\n")
     scripted_ollama.script(Reply(tool_calls=[call("bash", command=f"sleep {marker}")]))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -1,0 +1,93 @@
+"""The built-in tool policy: which tool calls run, which need an approval, which are refused.
+
+Implemented as a ``before_tool_call`` hook like any third-party policy.
+
+- ``bash``: the command is parsed (:mod:`bot.policy.shell`); every program
+  that would run must be in ``tools.bash.allowed_commands``, and every file
+  a redirection writes must be inside the workspace. Otherwise the call is
+  outside policy.
+- ``permission_mode`` decides what "outside policy" means: ``ask`` (an
+  approver decides in the thread), ``allowlist`` (refused without asking),
+  ``deny`` (read-only: no shell, no file writes at all). The mode comes from
+  ``access.permission_mode``, overridden per room by
+  ``access.room_permission_modes`` and per command by its front matter —
+  a command file may only tighten the mode, never loosen it.
+
+Model output and file contents never reach this decision: only the
+configuration and the approvers can widen what runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+from bot import hookimpl
+from bot.policy.shell import analyze_command, check_command
+
+WRITING_TOOLS = frozenset({"write_file", "edit_file"})
+STRICTNESS = {"ask": 0, "allowlist": 1, "deny": 2}
+# Claude Code's modes, as command files may carry them.
+CLAUDE_MODES = {"plan": "deny", "default": "ask", "acceptEdits": "ask", "bypassPermissions": "ask"}
+
+
+def permission_mode(session: Any) -> str:
+    access = session.runtime.config.access
+    mode = access.permission_mode
+    thread = session.thread
+    for pattern, room_mode in access.room_permission_modes.items():
+        if fnmatch.fnmatchcase(thread.room, pattern) or fnmatch.fnmatchcase(
+            thread.room.rsplit("/", 1)[-1], pattern
+        ):
+            mode = room_mode
+            break
+    options = getattr(session, "turn_options", None)
+    command_mode = getattr(options, "permission_mode", None) if options is not None else None
+    if command_mode:
+        command_mode = CLAUDE_MODES.get(command_mode, command_mode)
+        if STRICTNESS.get(command_mode, 0) > STRICTNESS[mode]:
+            mode = command_mode
+    return mode
+
+
+def _outside_workspace(target: str, workspace: Path) -> bool:
+    path = Path(target)
+    if not path.is_absolute():
+        path = workspace / path
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return True
+    return resolved != workspace and workspace not in resolved.parents
+
+
+def bash_reasons(command: str, allowed: list[str], workspace: Path) -> list[str]:
+    """Why this command is outside policy; empty when it may run."""
+    verdict = check_command(command, allowed)
+    reasons = [] if verdict.decision == "allow" else list(verdict.reasons)
+    for target in analyze_command(command).written_files:
+        if _outside_workspace(target, workspace):
+            reasons.append(f"it writes {target}, outside the workspace")
+    return reasons
+
+
+@hookimpl
+def before_tool_call(call: Any, session: Any) -> Any:
+    if session is None:
+        return None
+    mode = permission_mode(session)
+    name = call.name
+    if mode == "deny" and (name == "bash" or name in WRITING_TOOLS):
+        return ("deny", f"{name} is not available here (permission_mode: deny, read-only)")
+    if name != "bash":
+        return None
+    config = session.runtime.config
+    command = str(call.arguments.get("command", ""))
+    reasons = bash_reasons(command, config.tools.bash.allowed_commands, session.workspace)
+    if not reasons:
+        return "allow"
+    why = "; ".join(reasons)
+    if mode == "allowlist":
+        return ("deny", f"{why} (permission_mode: allowlist, nothing outside it runs)")
+    return ("ask", why)
