@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -72,15 +73,24 @@ class ScriptedApprover:
 
 
 class RecordingAdapter(ChatAdapter):
-    def __init__(self, name: str = "test", approver: Approver | None = None) -> None:
+    def __init__(
+        self, name: str = "test", approver: Approver | None = None, *, in_thread: bool = False
+    ) -> None:
+        """``in_thread=True`` asks approvals in the thread (answered by reactions via
+        :meth:`say`) like a chat platform; otherwise ``approver`` answers."""
         self.name = name
+        self.approvals_in_thread = in_thread
         self.turns: list[RecordedTurn] = []
         self.notices: list[tuple[ThreadKey, str]] = []
+        self.posted_ids: list[str] = []  # the id of each notice, in order
         self.reactions: list[tuple[ThreadKey, str, str]] = []
         self.sessions: SessionManager | None = None
         self._approver = approver or ScriptedApprover()
         self._turn_done = asyncio.Event()
         self._ids = itertools.count(1)
+        # Delivery ids are remembered in the store across restarts: keep each
+        # adapter's ids distinct so a second host on the same store sees new ones.
+        self._run = uuid.uuid4().hex[:6]
 
     async def start(self, sessions: SessionManager) -> None:
         self.sessions = sessions
@@ -96,8 +106,10 @@ class RecordingAdapter(ChatAdapter):
         return _Renderer(turn, self._turn_done)
 
     async def post_message(self, thread: ThreadKey, text: str) -> str:
+        message_id = f"posted{next(self._ids)}"
         self.notices.append((thread, text))
-        return f"posted{next(self._ids)}"
+        self.posted_ids.append(message_id)
+        return message_id
 
     async def react(self, thread: ThreadKey, message_id: str, meaning: str) -> None:
         self.reactions.append((thread, message_id, meaning))
@@ -122,6 +134,7 @@ class RecordingAdapter(ChatAdapter):
         kind: ChatEventKind = ChatEventKind.MESSAGE,
         command: str | None = None,
         reaction: str | None = None,
+        target: str | None = None,
     ) -> ChatEvent:
         assert self.sessions is not None, "start the adapter first"
         n = next(self._ids)
@@ -130,11 +143,12 @@ class RecordingAdapter(ChatAdapter):
             thread=thread or self.thread(),
             user=user,
             text=text,
-            event_id=event_id if event_id is not None else f"ev{n}",
-            message_id=message_id if message_id is not None else f"msg{n}",
+            event_id=event_id if event_id is not None else f"ev{self._run}-{n}",
+            message_id=message_id if message_id is not None else f"msg{self._run}-{n}",
             mentions_bot=mention,
             command=command,
             reaction=reaction,
+            target_message_id=target,
         )
         await self.sessions.handle(event)
         return event
