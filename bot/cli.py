@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     show = sessions_sub.add_parser("show", help="one session's transcript")
     show.add_argument("id", help="session id (a unique prefix is enough)")
 
+    audit = sub.add_parser("audit", help="the tool calls the bot made or was refused")
+    audit.add_argument("--session", help="only this session id")
+    audit.add_argument("--tool", help="only this tool, e.g. bash")
+    audit.add_argument("--verdict", help="verdict prefix: allowed, approved, denied, not run…")
+    audit.add_argument("--since", help="only newer entries: 30m, 12h, 7d")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+
     commands = sub.add_parser("commands", help="the Markdown commands in .agent/")
     commands_sub = commands.add_subparsers(dest="commands_command")
     commands_sub.add_parser("list", help="list commands")
@@ -95,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": _cmd_doctor,
         "sessions": _cmd_sessions,
         "commands": _cmd_commands,
+        "audit": _cmd_audit,
     }[args.command]
     try:
         return handler(args)
@@ -213,6 +222,62 @@ async def _sessions(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _setup_logging(config, args, default="WARNING")
+    try:
+        since = _parse_age(args.since) if args.since else None
+    except ValueError:
+        print(
+            f"threadwright: --since {args.since!r}: use a number with s, m, h or d", file=sys.stderr
+        )
+        return 2
+    return asyncio.run(_audit(config, args, since))
+
+
+def _parse_age(text: str) -> float:
+    import time
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = text[:-1], text[-1:]
+    if unit not in units:
+        raise ValueError(text)
+    return time.time() - float(value) * units[unit]
+
+
+async def _audit(config: Config, args: argparse.Namespace, since: float | None) -> int:
+    import dataclasses
+    import json
+    import time
+
+    from bot.store.base import open_store
+
+    store = await open_store(config.store_path())
+    try:
+        entries = await store.list_audit(
+            session_id=args.session,
+            tool=args.tool,
+            verdict=args.verdict,
+            since=since,
+            limit=args.limit,
+        )
+    finally:
+        await store.close()
+    for e in entries:
+        if args.json:
+            print(json.dumps(dataclasses.asdict(e), ensure_ascii=False))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts))
+        outcome = "ok" if e.ok else ("exit " + str(e.exit_code) if e.exit_code else "failed")
+        print(
+            f"{when}  {e.session_id}  {e.requester:<12} {e.verdict:<22} {outcome:<8} "
+            f"{e.duration_ms:>7.0f}ms  {e.ran}"
+        )
+    if not entries and not args.json:
+        print("no audit entries match")
+    return 0
 
 
 def _cmd_commands(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.tools.directives",
     "plugins.console",
     "plugins.policy",
+    "plugins.audit",
     "bot.models.providers",
 )
 

@@ -134,7 +134,7 @@ class ChatApprover:
     """Posts the question in the thread and waits (bounded) for an approver's answer.
 
     ``post`` posts Markdown text and returns the message id; "approve for the
-    rest of this thread" is remembered per tool (and per program for bash).
+    rest of this thread" is remembered per exact call (tool and what it runs).
     """
 
     def __init__(

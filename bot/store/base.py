@@ -38,6 +38,23 @@ class StoredSteering:
     applied_at: float | None
 
 
+@dataclass(slots=True)
+class AuditEntry:
+    """One tool call as the audit log keeps it: who, where, what ran, the verdict."""
+
+    ts: float
+    session_id: str
+    thread: str
+    requester: str
+    tool: str
+    arguments: dict[str, Any]
+    ran: str  # what would run, after parsing (for bash: the programs)
+    verdict: str
+    ok: bool
+    exit_code: int | None
+    duration_ms: float
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -62,6 +79,22 @@ class Store(Protocol):
 
     async def mark_event_seen(self, event_id: str, seen_at: float) -> bool:
         """Record a delivery id; False when it was seen before (a duplicate)."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Record one tool call and its verdict (allowed, approved by X, denied, …)."""
+        ...
+
+    async def list_audit(
+        self,
+        *,
+        session_id: str | None = None,
+        tool: str | None = None,
+        verdict: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Newest first; ``verdict`` matches as a prefix (``approved`` finds every approver)."""
         ...
 
     async def check_writable(self) -> None: ...

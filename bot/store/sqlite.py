@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.store.base import SessionRecord, StoredSteering
+from bot.store.base import AuditEntry, SessionRecord, StoredSteering
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -49,6 +49,21 @@ CREATE TABLE IF NOT EXISTS steering (
     applied_at REAL
 );
 CREATE INDEX IF NOT EXISTS steering_pending ON steering(session_id, applied_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    session_id TEXT NOT NULL,
+    thread TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    ran TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    exit_code INTEGER,
+    duration_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 CREATE TABLE IF NOT EXISTS seen_events (
     event_id TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
@@ -249,6 +264,61 @@ class SQLiteStore:
         )
         await self.db.commit()
         return cur.rowcount == 1
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self.db.execute(
+            "INSERT INTO audit (ts, session_id, thread, requester, tool, arguments, ran, verdict, "
+            "ok, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                entry.ts,
+                entry.session_id,
+                entry.thread,
+                entry.requester,
+                entry.tool,
+                json.dumps(entry.arguments, ensure_ascii=False),
+                entry.ran,
+                entry.verdict,
+                int(entry.ok),
+                entry.exit_code,
+                entry.duration_ms,
+            ),
+        )
+        await self.db.commit()
+
+    async def list_audit(
+        self,
+        *,
+        session_id: str | None = None,
+        tool: str | None = None,
+        verdict: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("session_id", session_id), ("tool", tool)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if verdict is not None:
+            clauses.append("verdict LIKE ? ESCAPE '\\'")
+            params.append(verdict.replace("%", "\\%").replace("_", "\\_") + "%")
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with self.db.execute(
+            "SELECT ts, session_id, thread, requester, tool, arguments, ran, verdict, ok, "
+            f"exit_code, duration_ms FROM audit{where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [
+            AuditEntry(
+                r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], bool(r[8]), r[9], r[10]
+            )
+            for r in rows
+        ]
 
     async def check_writable(self) -> None:
         await self.db.execute(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.models.base import ToolCall
 from bot.policy.approvals import ApprovalDecision, ApprovalRequest, Approver
 from bot.policy.redaction import Redactor
+from bot.render import describe_tool_call
 from bot.tools.base import ToolContext, ToolResult
 from bot.tools.registry import ToolRegistry
 
@@ -93,17 +94,40 @@ class ToolRunner:
         requester: str = "",
         thread: str = "",
     ) -> ToolResult:
+        """Decide, run, and tell the ``after_tool_call`` hooks about every outcome —
+        refusals included, so an audit sees what did not run as well as what did."""
         started = time.perf_counter()
+        result = await self._decide_and_run(
+            call, ctx, session, approver, allowed_tools, requester, thread
+        )
+        result.metadata.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 2))
+        result.metadata.setdefault("verdict", "refused")
+        if self.host.pm.hook.after_tool_call.get_hookimpls():
+            await self.host.acall_each("after_tool_call", call=call, result=result, session=session)
+        return result
+
+    async def _decide_and_run(
+        self,
+        call: ToolCall,
+        ctx: ToolContext,
+        session: Any,
+        approver: Approver | None,
+        allowed_tools: set[str] | None,
+        requester: str,
+        thread: str,
+    ) -> ToolResult:
         tool = self.registry.get(call.name)
         if tool is None or (allowed_tools is not None and call.name not in allowed_tools):
             names = sorted(allowed_tools) if allowed_tools is not None else self.registry.names()
             return ToolResult.failure(
-                f"unknown tool {call.name!r}; available tools: {', '.join(names)}"
+                f"unknown tool {call.name!r}; available tools: {', '.join(names)}",
+                metadata={"verdict": "unknown tool"},
             )
         if MALFORMED_ARGS_KEY in call.arguments:
             return ToolResult.failure(
                 f"the arguments for {call.name} were not valid JSON: "
-                f"{str(call.arguments[MALFORMED_ARGS_KEY])[:200]!r}; send a JSON object"
+                f"{str(call.arguments[MALFORMED_ARGS_KEY])[:200]!r}; send a JSON object",
+                metadata={"verdict": "malformed"},
             )
         verdict = await self.policy_verdict(call, session)
         approval: ApprovalDecision | None = None
@@ -126,6 +150,7 @@ class ToolRunner:
                     tool=call.name,
                     arguments=dict(call.arguments),
                     reason=verdict.reason,
+                    summary=describe_tool_call(call.name, call.arguments, limit=400),
                 )
             )
             if not approval.approved:
@@ -135,10 +160,7 @@ class ToolRunner:
                     metadata={"verdict": approval.verdict()},
                 )
         result = self._redacted(await tool(ctx, call.arguments))
-        result.metadata.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 2))
         result.metadata.setdefault(
             "verdict", approval.verdict() if approval is not None else "allowed"
         )
-        if self.host.pm.hook.after_tool_call.get_hookimpls():
-            await self.host.acall_each("after_tool_call", call=call, result=result, session=session)
         return result
