@@ -7,7 +7,10 @@ loopback, TCP_NODELAY) asks for `bash: echo step`; then it answers. Figures:
   the next model request (the tool run included), median and p90;
 - the same for a null agent (raw HTTP keep-alive + subprocess), the floor;
 - process start to the first model request;
-- peak RSS of the `threadwright chat` process.
+- peak RSS of the `threadwright chat` process;
+- the per-step figure again with commands in the bubblewrap sandbox.
+
+Commands run unsandboxed for the main figures, like the null agent's.
 
 Run: ``.venv/bin/python bench/step_overhead.py [--steps 40] [--runs 3]``.
 Targets (issue 2): overhead ≤ 3 ms median, start → first request ≤ 0.6 s,
@@ -72,11 +75,12 @@ def gaps(server: ScriptedOllama, skip_first: bool = True) -> list[float]:
     return [(arrivals[i + 1] - finished[i]) * 1000 for i in range(len(finished) - 1)]
 
 
-async def run_harness(steps: int, workdir: Path) -> dict[str, float]:
+async def run_harness(steps: int, workdir: Path, sandbox: str = "none") -> dict[str, float]:
     async with ScriptedOllama() as server:
         script(server, steps)
         (workdir / "agent_config.yaml").write_text(
             f"routing:\n  local_model: qwen3:4b\n  max_loop_iterations: {steps + 5}\n"
+            f"tools:\n  bash:\n    sandbox: {sandbox}\n    allowed_commands: [echo]\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA")}
         env["OLLAMA_HOST"] = server.url
@@ -144,6 +148,11 @@ async def main() -> None:
     print(f"harness / floor:               {med / null_med:.2f}x")
     print(f"process start → first request: {start:.3f} s (target ≤ 0.6 s)")
     print(f"peak RSS of threadwright chat: {peak_rss_mb:.1f} MB (target ≤ 80 MB)")
+    # The harness figures above run commands unsandboxed, like the null agent;
+    # the bubblewrap sandbox (the default where bwrap exists) costs this much more.
+    with tempfile.TemporaryDirectory() as tmp:
+        boxed = await run_harness(args.steps, Path(tmp), sandbox="bwrap")
+    print(f"with the bwrap sandbox:        median {boxed['median_ms']:.2f} ms per step")
 
 
 if __name__ == "__main__":
