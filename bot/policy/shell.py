@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from bot.policy.shell_parse import ParsedScript, ShellParseError, Word, parse_script
+from bot.policy.shell_parse import ParsedScript, ShellParseError, parse_script
 from bot.policy.shell_programs import (
     EXEC_OPTIONS,
     HARMLESS_BUILTINS,
@@ -37,12 +37,14 @@ from bot.policy.shell_programs import (
     SHELLS,
     WRAPPERS,
     OptionError,
+    could_be_option,
     first_operand,
     git_doubt,
     mentions_option,
     name_doubt,
     shell_invocation,
 )
+from bot.policy.shell_words import Word
 
 # A path names the program it seems to only in the system's own bin
 # directories; ``./ls`` or ``../x/ls`` is whatever file the workspace holds.
@@ -71,7 +73,15 @@ class Redirection(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ShellAnalysis:
-    """What a command line would run, and what the analysis could not be sure of."""
+    """What a command line would run, and what the analysis could not be sure of.
+
+    ``programs`` lists each program once, in the order the shell starts them
+    (a substitution before the command that uses its output), as written:
+    ``/usr/bin/ls`` stays a path. Builtins that only touch the shell's own
+    state (``cd``, ``echo``, ``test``…) and wrappers that were looked through
+    (``env``, ``timeout``, ``sh -c``…) are not programs here. ``redirections``
+    are as written too: a target with ``$`` or ``~`` is unexpanded text.
+    """
 
     command: str
     programs: list[str] = field(default_factory=list)
@@ -97,9 +107,13 @@ def analyze_command(command: str) -> ShellAnalysis:
     if not command.strip():
         analysis.uncertain.append("empty command")
         return analysis
-    _Analyzer(analysis).script(command, depth=0)
-    if not analysis.programs and not analysis.uncertain and not _has_command(command):
-        analysis.uncertain.append("empty command")
+    analyzer = _Analyzer(analysis)
+    try:
+        analyzer.script(command, depth=0)
+    except Exception as exc:  # a checker bug must end in a question, not a crash
+        analysis.uncertain.append(f"internal error while checking the command: {exc!r}")
+    if not analyzer.saw_command and not analysis.uncertain:
+        analysis.uncertain.append("empty command")  # only comments
     return analysis
 
 
@@ -130,13 +144,6 @@ def system_name(program: str) -> str | None:
     return base if directory in SYSTEM_BIN_DIRS and base else None
 
 
-def _has_command(command: str) -> bool:
-    try:
-        return bool(parse_script(command).trees)
-    except ShellParseError:
-        return True
-
-
 @dataclass(slots=True)
 class _Scope:
     """One shell process's view: its parsed text and the functions it has defined."""
@@ -154,6 +161,7 @@ class _Stdin:
 class _Analyzer:
     def __init__(self, analysis: ShellAnalysis) -> None:
         self.analysis = analysis
+        self.saw_command = False
 
     def doubt(self, reason: str) -> None:
         if reason not in self.analysis.uncertain:
@@ -174,6 +182,7 @@ class _Analyzer:
             return
         for reason in parsed.doubts:
             self.doubt(reason)
+        self.saw_command = self.saw_command or bool(parsed.trees)
         scope = _Scope(parsed, depth)
         for tree in parsed.trees:
             self.node(tree, scope, top_level=True)
@@ -203,8 +212,8 @@ class _Analyzer:
     def sequence(self, parts: list[Any], scope: _Scope, top_level: bool) -> None:
         for index, part in enumerate(parts):
             if part.kind == "function" and top_level:
-                before = parts[index - 1].op if index else ";"
-                after = parts[index + 1].op if index + 1 < len(parts) else ";"
+                before = getattr(parts[index - 1], "op", None) if index else ";"
+                after = getattr(parts[index + 1], "op", None) if index + 1 < len(parts) else ";"
                 # Only a definition that surely runs, in this shell, before
                 # the call can stand in for a program: not one behind && or
                 # ||, and not one sent to a background subshell with &.
@@ -261,13 +270,19 @@ class _Analyzer:
         self.analysis.redirections.append(Redirection(op, word.text))
         if Redirection(op, word.text).writes_file and not word.literal:
             self.doubt(f"`{op} {word.text}` writes to a path computed at run time")
+        if word.text.startswith(("/dev/tcp/", "/dev/udp/")):
+            # bash itself opens these as network connections, for reading too.
+            self.doubt(f"`{op} {word.text}` opens a network connection")
         if node.input not in (None, 0):
             return None
         if node.type in ("<<", "<<-"):
             heredoc = scope.parsed.heredocs.get(id(node))
-            quoted = heredoc is not None and heredoc.quoted
-            literal = quoted or (heredoc is not None and "$" not in heredoc.body)
-            return _Stdin(heredoc.body if heredoc is not None and literal else None)
+            if heredoc is None:
+                return _Stdin(None)
+            # An unquoted body is expanded first, and its backslashes
+            # removed: `\`rm\`` reaches the reader as a substitution.
+            literal = heredoc.quoted or not any(c in heredoc.body for c in "$`\\")
+            return _Stdin(heredoc.body if literal else None)
         if node.type == "<<<":
             return _Stdin(word.text + "\n" if word.literal else None)
         return _Stdin(None) if node.type in ("<", "<>") else None
@@ -305,14 +320,16 @@ class _Analyzer:
         elif base in RISKY_BUILTINS:
             self.doubt(RISKY_BUILTINS[base])
         elif base in WRAPPERS:
-            self.unwrap(base, args, scope, via)
+            self.unwrap(base, args, scope, stdin, via)
         elif base in SHELLS:
             self.shell(base, args, scope, stdin, via)
         else:
             self.program(name)
             self.program_options(base, args, scope, via)
 
-    def unwrap(self, wrapper: str, args: list[Word], scope: _Scope, via: str | None) -> None:
+    def unwrap(
+        self, wrapper: str, args: list[Word], scope: _Scope, stdin: _Stdin | None, via: str | None
+    ) -> None:
         spec = WRAPPERS[wrapper]
         if spec.always_ask:
             self.doubt(spec.always_ask)
@@ -337,8 +354,12 @@ class _Analyzer:
             rest = _xargs_command(rest, options)
         if rest:
             # xargs appends its input to whatever it starts, through any
-            # wrappers in between; later checks need to know that.
-            self.invoke(rest, scope, via="xargs" if "xargs" in (via, wrapper) else wrapper)
+            # wrappers in between, and keeps stdin from it; later checks
+            # need to know that.
+            if "xargs" in (via, wrapper):
+                self.invoke(rest, scope, via="xargs")
+            else:
+                self.invoke(rest, scope, stdin=stdin, via=wrapper)
         elif via == "xargs":
             self.doubt(f"`{wrapper}` runs a program named by the input of xargs")
         elif spec.bare_program:
@@ -380,6 +401,10 @@ class _Analyzer:
             option = mentions_option(args, *EXEC_OPTIONS[base], first_is_options=base == "tar")
             if option:
                 self.doubt(f"`{base} {option}` runs another program")
+        if base in EXEC_OPTIONS or base == "find":
+            dynamic = next((arg.text for arg in args if could_be_option(arg)), None)
+            if dynamic:
+                self.doubt(f"`{base}` gets `{dynamic}`, which could expand to an option")
 
     def find_actions(self, args: list[Word], scope: _Scope) -> None:
         index = 0

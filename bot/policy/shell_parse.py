@@ -12,16 +12,20 @@ So this module never trusts it alone. Before parsing it smooths over the
 constructs bashlex cannot read but bash would run harmlessly (the ``time``
 keyword, literal arithmetic, quoted here-document delimiters). After parsing
 it checks the tree against the text: every non-blank character must belong
-to some node (so nothing was skipped), every word is re-read by an
-independent quote scanner that must find each expansion bashlex reported,
-and here-document bodies end where bash would end them. What cannot be
-reconciled becomes a doubt, and a doubt becomes a question to a person.
+to some node (so nothing was skipped), every word is re-read by the
+independent scanner of :mod:`bot.policy.shell_words`, which must find a
+node for each expansion, and here-document bodies must start and end where
+bash would put them. Parsing runs under a call budget, since bashlex loops
+forever on some inputs. What cannot be reconciled becomes a doubt, and a
+doubt becomes a question to a person.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +33,17 @@ import bashlex
 from bashlex import state as bashlex_state
 from bashlex import tokenizer as bashlex_tokenizer
 
+from bot.policy.shell_words import METACHARACTERS, Word, parameter_doubt, scan_word
+
 # bashlex is a recursive LALR parser: its time and stack grow with input, and
 # the policy runs before every bash call. Real commands are far shorter.
 MAX_COMMAND_CHARS = 10_000
-
-NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# bashlex loops forever on some inputs (a single-quoted `${` with no `}` in
+# the word makes its expansion restart at 0 and grow a list until memory runs
+# out). Parsing is bounded by a count of function calls, generous for real
+# commands, which take 100 to 250 calls a character.
+_PARSE_CALLS_BASE = 200_000
+_PARSE_CALLS_PER_CHAR = 300
 
 _SUBSTITUTIONS = frozenset({"commandsubstitution", "processsubstitution"})
 _WORD_KINDS = frozenset({"word", "assignment"})
@@ -42,19 +52,12 @@ _WORD_KINDS = frozenset({"word", "assignment"})
 _LEAF_KINDS = frozenset(
     {"word", "assignment", "operator", "reservedword", "pipe", "redirect", "heredoc"}
 )
-_METACHARACTERS = frozenset(" \t\n;&|()<>")
 # Arithmetic made only of numbers and operators: nothing in it can run code.
 _LITERAL_ARITHMETIC = re.compile(r"[0-9\s+\-*/%<>=!&|^~?:,()]*")
 # A here-document operator and its delimiter word (``<<<`` is a here-string).
 _HEREDOC_OPERATOR = re.compile(
     r"(?<!<)<<(?!<)(-?)([ \t]*)((?:'[^']*'|\"(?:[^\"\\]|\\.)*\"|\\.|[^\s;&|<>()'\"\\])+)"
 )
-_SAFE_SUBSCRIPT = r"\[(?:[0-9]+|[@*])\]"
-_PLAIN_PARAMETER = re.compile(
-    rf"#?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:{_SAFE_SUBSCRIPT})?(?P<rest>.*)", re.S
-)
-_NAME_LISTING = re.compile(r"![A-Za-z_][A-Za-z0-9_]*(?:[*@]|\[[@*]\])")
-_LITERAL_SUBSTRING = re.compile(r":\s*-?\s*[0-9]+\s*(?::\s*-?\s*[0-9]+\s*)?")
 _NOT_IMPLEMENTED = {
     "case": "a `case` statement",
     "pattern": "a `case` statement",
@@ -70,19 +73,8 @@ class ShellParseError(Exception):
     """The command cannot be parsed with confidence; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One shell word as bash would see it before expansion.
-
-    ``text`` has quotes removed and expansions left verbatim. ``literal`` is
-    true only when bash would pass ``text`` unchanged: no parameter, command
-    or tilde expansion, no glob or brace pattern, nothing the scanner doubted.
-    """
-
-    text: str
-    literal: bool
-    start: int
-    substitutions: tuple[Any, ...] = ()  # command nodes of $(…), `…`, <(…), >(…)
+class _ParseBudgetExceeded(BaseException):
+    """Raised from a profile hook; a BaseException so bashlex cannot swallow it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +103,16 @@ def parse_script(command: str) -> ParsedScript:
         raise ShellParseError("the command contains a NUL byte")
     # bash accepts a here-document that runs to the end of input; bashlex
     # needs the final newline to see its delimiter line.
-    source = command if command.endswith("\n") else command + "\n"
-    source = _flatten_literal_arithmetic(source)
+    original = command if command.endswith("\n") else command + "\n"
+    # Every rewrite keeps the length, so offsets in the tree are offsets in
+    # the original text too.
+    source, arithmetic = _flatten_arithmetic(original)
     source, quoted_delimiters = _unquote_heredoc_delimiters(source)
-    source = _blank_time_keyword(source)
     try:
-        trees = bashlex.parse(source)
+        source = _bounded(_blank_time_keyword, source)
+        trees = _bounded(bashlex.parse, source)
+    except _ParseBudgetExceeded as exc:
+        raise ShellParseError("the parser gave up on this command (it took too long)") from exc
     except NotImplementedError as exc:
         raise ShellParseError(f"bashlex cannot parse {_construct(str(exc))}") from exc
     except RecursionError as exc:
@@ -128,14 +124,49 @@ def parse_script(command: str) -> ParsedScript:
     # A comment-only line parses to a bare string, not a node.
     parsed = ParsedScript(source, [t for t in trees if isinstance(t, bashlex.ast.node)])
     _check_coverage(source, 0, len(source), parsed.trees)
+    literal_spans: list[tuple[int, int]] = []  # bodies of quoted here-documents
+    leaves = sorted(n.pos for n in _walk(parsed.trees) if n.kind in _LEAF_KINDS - {"heredoc"})
     for node in _walk(parsed.trees):
         if node.kind in _WORD_KINDS:
-            parsed.words[id(node)] = _scan_word(source, node, parsed.doubts)
+            parsed.words[id(node)] = scan_word(
+                source, node, parsed.doubts, lambda part: _substitution_end(source, part)
+            )
         elif node.kind in _SUBSTITUTIONS:
             _check_substitution_coverage(source, node)
         elif node.kind == "redirect" and node.type in ("<<", "<<-"):
-            parsed.heredocs[id(node)] = _read_heredoc(node, quoted_delimiters, parsed.doubts)
+            heredoc = _read_heredoc(original, node, quoted_delimiters, parsed.doubts)
+            if node.heredoc is not None and _heredoc_misplaced(source, node, leaves):
+                parsed.doubts.append(
+                    f"cannot tell where the here-document `<<{node.output.word}` is"
+                )
+            parsed.heredocs[id(node)] = heredoc
+            if heredoc.quoted and node.heredoc is not None:
+                literal_spans.append(node.heredoc.pos)
+    for start, text in arithmetic:
+        if not any(low <= start < high for low, high in literal_spans):
+            parsed.doubts.append(
+                f"`{text}` is arithmetic on variables or commands; "
+                "bash evaluates a variable's value there as code"
+            )
     return parsed
+
+
+def _bounded(parse: Callable[[str], Any], source: str) -> Any:
+    budget = _PARSE_CALLS_BASE + _PARSE_CALLS_PER_CHAR * len(source)
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > budget:
+            raise _ParseBudgetExceeded
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        return parse(source)
+    finally:
+        sys.setprofile(previous)
 
 
 def _construct(message: str) -> str:
@@ -160,14 +191,16 @@ def _walk(roots: list[Any]) -> Iterator[Any]:
         stack.extend(reversed(children))
 
 
-def _flatten_literal_arithmetic(source: str) -> str:
-    """Replace ``$((1+2))`` by same-length digits; refuse arithmetic on variables.
+def _flatten_arithmetic(source: str) -> tuple[str, list[tuple[int, str]]]:
+    """Replace each ``$((…))`` by same-length digits, which bashlex can parse.
 
     bashlex cannot parse arithmetic at all. Literal arithmetic is harmless,
     but bash evaluates a variable's *value* as an arithmetic expression, and
-    a value like ``a[$(rm -rf ~)]`` runs its command substitution. So
-    ``$((x+1))`` is a place where data becomes code, and no parser can see it.
+    a value like ``a[$(rm -rf ~)]`` runs its command substitution: ``$((x+1))``
+    is a place where data becomes code. Those are returned (offset, text) so
+    the caller can doubt them, unless they sit in a quoted here-document.
     """
+    non_literal: list[tuple[int, str]] = []
     start = source.find("$((")
     while start >= 0:
         depth, index = 0, start + 1
@@ -179,15 +212,13 @@ def _flatten_literal_arithmetic(source: str) -> str:
                 if depth == 0:
                     break
             index += 1
-        body = source[start + 3 : index - 1]
-        if index >= len(source) or not _LITERAL_ARITHMETIC.fullmatch(body):
-            raise ShellParseError(
-                f"`{source[start : index + 1].strip()}` is arithmetic on variables or commands; "
-                "bash evaluates a variable's value there as code"
-            )
+        if index >= len(source):
+            raise ShellParseError(f"unterminated arithmetic `{source[start : start + 20]}…`")
+        if not _LITERAL_ARITHMETIC.fullmatch(source[start + 3 : index - 1]):
+            non_literal.append((start, source[start : index + 1]))
         source = source[:start] + "0" * (index + 1 - start) + source[index + 1 :]
         start = source.find("$((", start)
-    return source
+    return source, non_literal
 
 
 def _unquote_heredoc_delimiters(source: str) -> tuple[str, set[int]]:
@@ -206,7 +237,7 @@ def _unquote_heredoc_delimiters(source: str) -> tuple[str, set[int]]:
         if not any(c in raw for c in "'\"\\"):
             continue
         delimiter = re.sub(r"\\(.)|'([^']*)'|\"((?:[^\"\\]|\\.)*)\"", _unquoted_part, raw)
-        if not delimiter or any(c in _METACHARACTERS or c in "'\"\\$`" for c in delimiter):
+        if not delimiter or any(c in METACHARACTERS or c in "'\"\\$`" for c in delimiter):
             raise ShellParseError(f"unusual here-document delimiter {raw!r}")
         quoted.add(match.start(3))
         pieces.append(source[last : match.start(3)])
@@ -269,15 +300,49 @@ def _check_coverage(source: str, low: int, high: int, roots: list[Any]) -> None:
 
 
 def _check_substitution_coverage(source: str, node: Any) -> None:
+    end = _substitution_end(source, node)
+    if end is not None:  # otherwise the word scan has already doubted it
+        opener = 1 if source[node.pos[0]] == "`" else 2
+        _check_coverage(source, node.pos[0] + opener, end - 1, [node.command])
+
+
+def _substitution_end(source: str, node: Any) -> int | None:
+    """Where ``$(…)``, ``<(…)`` or `` `…` `` really ends, or None if unclear.
+
+    bashlex ends the span of ``$(…)`` right after the inner command, so
+    trailing blanks, a comment or a here-document body before the ``)`` are
+    outside it; the real end is the first ``)`` after all of those.
+    """
     start, end = node.pos
-    opener = 1 if source[start] == "`" else 2
-    _check_coverage(source, start + opener, end - 1, [node.command])
+    if source[start] == "`":
+        return end if source[end - 1] == "`" else None
+    leaves = (n.pos[1] for n in _walk([node.command]) if n.kind in _LEAF_KINDS)
+    index = max(leaves, default=start + 2)
+    while index < len(source):
+        if source[index] in " \t\n":
+            index += 1
+        elif source.startswith("\\\n", index):
+            index += 2
+        elif source[index] == "#":
+            index = source.find("\n", index)
+            if index < 0:
+                return None
+        elif source[index] == ")":
+            return index + 1
+        else:
+            return None
+    return None
 
 
-def _read_heredoc(node: Any, quoted_delimiters: set[int], doubts: list[str]) -> HereDoc:
+def _read_heredoc(
+    original: str, node: Any, quoted_delimiters: set[int], doubts: list[str]
+) -> HereDoc:
+    """The body as bash reads it, from the original text (bashlex saw it rewritten)."""
     delimiter = node.output.word
     quoted = node.output.pos[0] in quoted_delimiters
-    lines = node.heredoc.value.split("\n") if node.heredoc is not None else []
+    lines = original[slice(*node.heredoc.pos)].split("\n") if node.heredoc is not None else []
+    if node.type == "<<-":
+        lines = [line.lstrip("\t") for line in lines]
     # The body must end at the first line equal to the delimiter, as in bash.
     if not lines or lines[-1] != delimiter or delimiter in lines[:-1]:
         doubts.append(f"cannot tell where the here-document `<<{delimiter}` ends")
@@ -286,6 +351,33 @@ def _read_heredoc(node: Any, quoted_delimiters: set[int], doubts: list[str]) -> 
     if not quoted:
         doubts.extend(_heredoc_expansion_doubts(body, delimiter))
     return HereDoc(body, quoted)
+
+
+def _heredoc_misplaced(source: str, node: Any, leaves: list[tuple[int, int]]) -> bool:
+    """True if parsed commands sit between the operator's line and the body.
+
+    Bash reads a here-document body from the line after its operator. Inside
+    compound commands bashlex reads it too late and parses the body lines as
+    commands, so those (unchecked by bash's rules) would sit in between.
+    """
+    index = node.output.pos[1]  # the redirect's own span may already include the body
+    while True:
+        newline = source.find("\n", index)
+        if newline < 0:
+            return True
+        # A newline inside a word (a multi-line quoted string) does not end
+        # the line; the words around the operator (its `$(…)`) do not count.
+        inside = [
+            (low, high)
+            for low, high in leaves
+            if low <= newline < high and not low <= node.pos[0] < high
+        ]
+        if not inside:
+            break
+        index = max(end for _, end in inside)
+    start = bisect.bisect_right(leaves, (newline, len(source)))
+    body_start = node.heredoc.pos[0]
+    return body_start <= newline or (start < len(leaves) and leaves[start][0] < body_start)
 
 
 def _heredoc_expansion_doubts(body: str, delimiter: str) -> list[str]:
@@ -297,6 +389,9 @@ def _heredoc_expansion_doubts(body: str, delimiter: str) -> list[str]:
         if char == "\\":
             index += 2
             continue
+        if body.startswith("$((", index):
+            index += 3  # arithmetic: judged with the rest of the command's arithmetic
+            continue
         if char == "`" or body.startswith(("$(", "$["), index):
             doubts.append(f"the here-document `<<{delimiter}` runs a command substitution")
             break
@@ -307,147 +402,3 @@ def _heredoc_expansion_doubts(body: str, delimiter: str) -> list[str]:
                 doubts.append(reason)
         index += 1
     return doubts
-
-
-def parameter_doubt(value: str) -> str | None:
-    """Why the parameter expansion ``${value}`` could run code, or None if it cannot.
-
-    Array subscripts, substring offsets and indirection are evaluated as
-    arithmetic, which runs any ``$(…)`` inside a variable's value; ``@P``
-    expands the value as a prompt, with the same effect. bashlex does not
-    parse inside ``${…}`` at all, so nested substitutions are refused too.
-    """
-    shown = f"`${{{value}}}`"
-    if any(token in value for token in ("$(", "`", "${", "$[", "<(", ">(")):
-        return f"{shown} nests an expansion the parser does not look into"
-    if value.startswith("!") and not _NAME_LISTING.fullmatch(value):
-        return f"{shown} is indirect expansion; bash may evaluate the value as code"
-    match = _PLAIN_PARAMETER.fullmatch(value.removeprefix("!"))
-    rest = match.group("rest") if match else value
-    if match is None or rest.startswith("["):
-        return f"{shown} indexes an array by expression, which bash evaluates as code"
-    if rest.startswith("@"):
-        return None if rest[1:] in tuple("QEAaUuLKk") else f"{shown} expands the value as code"
-    if rest.startswith(":") and rest[1:2] not in tuple("-=?+"):
-        if not _LITERAL_SUBSTRING.fullmatch(rest):
-            return f"{shown} takes a substring at an offset bash evaluates as code"
-    elif rest and rest[0] not in "-=?+#%/^,:":
-        return f"{shown} is a parameter expansion the checker does not understand"
-    return None
-
-
-def _scan_word(source: str, node: Any, doubts: list[str]) -> Word:
-    """Read one word the way bash would, and check bashlex saw its expansions.
-
-    Quote removal is done here rather than trusting bashlex's, and every
-    unquoted ``$(``, `` ` ``, ``<(``, ``>(`` or ``$name`` must line up with
-    an expansion node bashlex produced at the same offset.
-    """
-    start, end = node.pos
-    raw = source[start:end]
-    parts = {part.pos[0] - start: part for part in getattr(node, "parts", None) or []}
-    substitutions = tuple(p.command for p in parts.values() if p.kind in _SUBSTITUTIONS)
-    text: list[str] = []
-    literal, double_quoted, brace, index = True, False, 0, 0
-
-    def doubt(reason: str) -> Word:
-        doubts.append(reason)
-        return Word("".join(text) + raw[index:], False, start, substitutions)
-
-    while index < len(raw):
-        char = raw[index]
-        if char == "\\":
-            following = raw[index + 1 : index + 2]
-            if following == "\n":
-                index += 2
-            elif double_quoted and following not in ("$", "`", '"', "\\"):
-                text.append(char)
-                index += 1
-            else:
-                text.append(following)
-                index += 2
-            continue
-        if char == '"':
-            double_quoted = not double_quoted
-            index += 1
-            continue
-        if not double_quoted:
-            if char == "'":
-                close = raw.find("'", index + 1)
-                if close < 0:
-                    return doubt(f"unterminated quote in `{raw}`")
-                text.append(raw[index + 1 : close])
-                index = close + 1
-                continue
-            if raw.startswith("$'", index):
-                close = _ansi_c_end(raw, index + 2)
-                if close < 0:
-                    return doubt(f"unterminated quote in `{raw}`")
-                body = raw[index + 2 : close]
-                literal = literal and "\\" not in body  # escapes are not decoded here
-                text.append(body)
-                index = close + 1
-                continue
-            if raw.startswith('$"', index):
-                double_quoted = True
-                index += 2
-                continue
-            if char in _METACHARACTERS and not raw.startswith(("<(", ">("), index):
-                return doubt(f"the parser read `{raw}` as one word, but bash would split it")
-            if char in "*?" or (char == "[" and "]" in raw[index + 1 :]):
-                literal = False  # a glob: bash substitutes matching file names
-            elif char == "{":
-                brace = 1
-            elif char == "," or raw.startswith("..", index):
-                brace = 2 if brace else 0
-            elif char == "}" and brace == 2:
-                literal = False  # brace expansion turns one word into several
-        expansion = _expansion_at(raw, index, double_quoted)
-        if expansion is None:
-            if char == "~" and index in parts and parts[index].kind == "tilde":
-                literal = False
-            text.append(char)
-            index += 1
-            continue
-        part = parts.get(index)
-        if part is None or part.kind != expansion or part.pos[1] - start <= index:
-            return doubt(f"the parser missed the expansion at `{raw[index:]}`")
-        close = part.pos[1] - start
-        if expansion == "parameter" and raw[index + 1] == "{":
-            reason = parameter_doubt(part.value)
-            if reason:
-                doubts.append(reason)
-        if char == "`" and "\\" in raw[index:close]:
-            return doubt(f"backslashes inside backquotes in `{raw}` are ambiguous")
-        text.append(raw[index:close])
-        literal = False
-        index = close
-    if double_quoted:
-        return doubt(f"unterminated quote in `{raw}`")
-    return Word("".join(text), literal, start, substitutions)
-
-
-def _expansion_at(raw: str, index: int, double_quoted: bool) -> str | None:
-    """The bashlex node kind an expansion starting at ``raw[index]`` must have."""
-    char = raw[index]
-    following = raw[index + 1 : index + 2]
-    if char == "`":
-        return "commandsubstitution"
-    if char == "$" and following == "(":
-        return "commandsubstitution"
-    if char == "$" and following and (following in "{_@*#?$!-" or following.isalnum()):
-        return "parameter"
-    if char in "<>" and following == "(" and not double_quoted:
-        return "processsubstitution"
-    return None
-
-
-def _ansi_c_end(raw: str, index: int) -> int:
-    while index < len(raw):
-        if raw[index] == "\\":
-            index += 2
-        elif raw[index] == "'":
-            return index
-        else:
-            index += 1
-    return -1

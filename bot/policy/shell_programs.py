@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.policy.shell_parse import NAME_RE, Word
+from bot.policy.shell_words import NAME_RE, Word
 
 
 # Assigning these makes a later or wrapped program find a different binary,
@@ -406,6 +406,9 @@ _GIT_EXEC_LETTERS = {
     "difftool": "xt",
     "grep": "O",
 }
+_GIT_REMOTE_COMMANDS = _words(
+    "clone fetch pull push ls-remote archive remote submodule rebase difftool grep"
+)
 _GIT_GLOBAL_WITH_ARG = frozenset(
     {"-C", "--git-dir", "--work-tree", "--namespace", "--super-prefix", "--list-cmds"}
 )
@@ -424,6 +427,8 @@ def git_doubt(args: list[Word]) -> str | None:
     index = 0
     while index < len(args) and args[index].text.startswith("-"):
         text = args[index].text
+        if not args[index].literal:
+            return f"git's option `{text}` is computed at run time"
         if text.startswith(("-c", "--config-env", "--exec-path=")):
             return f"`git {text}` sets configuration, which can run commands (core.pager, alias.*)"
         index += 2 if text in _GIT_GLOBAL_WITH_ARG else 1
@@ -447,4 +452,16 @@ def git_doubt(args: list[Word]) -> str | None:
     option = mentions_option(rest, _GIT_EXEC_OPTIONS, letters)
     if option:
         return f"`git {subcommand} {option}` runs a command"
+    dynamic = next((arg.text for arg in rest if could_be_option(arg)), None)
+    if dynamic and subcommand in _GIT_REMOTE_COMMANDS:
+        return f"`git {subcommand}` gets `{dynamic}`, which could expand to an option"
     return None
+
+
+def could_be_option(word: Word) -> bool:
+    """A glob or expansion that may turn into ``--option=…`` once bash expands it.
+
+    The model can create files named like options, so ``tar *`` or
+    ``git fetch $X`` may pass options the checker never saw.
+    """
+    return not word.literal and word.text[:1] in ("*", "?", "[", "$", "-")
