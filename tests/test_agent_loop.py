@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,8 @@ async def test_stop_kills_running_tool_process_group(
 ) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    marker = "100.0271828"
+    # Unique per run: concurrent test runs on one machine share the process table.
+    marker = f"100.{random.randrange(10**9):09d}"
     scripted_ollama.script(
         Reply(tool_calls=[call("bash", command=f"sleep {marker} & sleep {marker}; echo never")])
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import sys
 from pathlib import Path
@@ -233,7 +234,8 @@ async def test_ctrl_c_stops_the_step_and_kills_the_tool(
     from tests.test_agent_loop import _processes_with
 
     ws = workspace_with_config(tmp_path)
-    marker = "77.0314159"
+    # Unique per run: concurrent test runs on one machine share the process table.
+    marker = f"77.{random.randrange(10**9):09d}"
     (ws / "agent_config.yaml").write_text(CONFIG + "    timeout: 300\n")
     scripted_ollama.script(Reply(tool_calls=[call("bash", command=f"sleep {marker}")]))
     proc = await asyncio.create_subprocess_exec(

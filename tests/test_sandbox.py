@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ async def test_bot_home_and_store_are_hidden(
 
 async def test_stop_kills_everything_inside(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, timeout=300)
-    marker = "88.0161803"
+    # Unique per run: concurrent test runs on one machine share the process table.
+    marker = f"88.{random.randrange(10**9):09d}"
     task = asyncio.create_task(
         BASH(ctx, {"command": f"sleep {marker} & sleep {marker}; echo never"})
     )
