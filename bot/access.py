@@ -6,8 +6,9 @@ import fnmatch
 
 from bot.config import AccessConfig
 
-# The console user runs the bot on their own machine: they are its owner.
-OWNER_PLATFORMS = frozenset({"console"})
+# The console user runs the bot on their own machine: they are its owner. So is
+# the browser user: the web view answers only on loopback or to the token holder.
+OWNER_PLATFORMS = frozenset({"console", "web"})
 
 
 def _matches(value: str, patterns: list[str]) -> bool:

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot.context import ContextWindow
 from bot.events import AgentEvent, AgentEventKind, DoneReason, ThreadKey
+from bot.logs import bind_log_context
 from bot.models.base import ChatRequest, ModelError, ToolCall
 from bot.policy.approvals import Approver
-from bot.routing import RouteDecision, StepInfo
+from bot.routing import RouteDecision, SessionRouting
 from bot.steering import SteeringMessage, SteeringQueue
 from bot.toolcall_text import extract_text_tool_calls
 from bot.tools.base import ToolContext, ToolResult
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Listener = Callable[[AgentEvent], "Awaitable[None] | None"]
+# Runs as a turn ends, before DONE (e.g. the workspace commit); returns footer items.
+TurnEndHook = Callable[["AgentSession", DoneReason], Awaitable[list[str]]]
 
 
 @dataclass(slots=True)
@@ -46,6 +49,28 @@ class TurnOptions:
     local_only: bool = False
     command: str | None = None
     complexity: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, stored with the session so a resumed turn keeps its limits."""
+        allowed = sorted(self.allowed_tools) if self.allowed_tools is not None else None
+        return {
+            "allowed_tools": allowed,
+            "model": self.model,
+            "local_only": self.local_only,
+            "command": self.command,
+            "complexity": self.complexity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnOptions:
+        allowed = data.get("allowed_tools")
+        return cls(
+            allowed_tools=set(allowed) if allowed is not None else None,
+            model=data.get("model"),
+            local_only=bool(data.get("local_only", False)),
+            command=data.get("command"),
+            complexity=data.get("complexity"),
+        )
 
 
 @dataclass(slots=True)
@@ -59,6 +84,7 @@ class TurnStats:
     routes: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     duration_s: float = 0.0
+    cost_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +96,7 @@ class TurnStats:
             "models": dict(self.models),
             "routes": dict(self.routes),
             "duration_s": round(self.duration_s, 3),
+            "cost_usd": round(self.cost_usd, 6),
         }
 
 
@@ -113,7 +140,11 @@ class AgentSession:
         self._unsaved: list[dict[str, Any]] = []
         self._task: asyncio.Task[TurnOutcome] | None = None
         self._stop_requested_by: str | None = None
-        self.context = ContextWindow(runtime.config.context)
+        self._pause_requested = False
+        self.turn_end_hooks: list[TurnEndHook] = []
+        self.context = ContextWindow(runtime.config.context, runtime.router.tokens)
+        self.routing = SessionRouting(runtime, record, thread)
+        self._compaction_told = False
         from bot.tools.environment import build_tool_env
 
         self.tool_context = ToolContext(
@@ -159,6 +190,7 @@ class AgentSession:
         if self.running:
             raise RuntimeError(f"session {self.id} is already running")
         self._stop_requested_by = None
+        self._pause_requested = False
         self._task = asyncio.create_task(
             self.run_turn(text, author, options), name=f"session-{self.id}"
         )
@@ -169,6 +201,21 @@ class AgentSession:
         if not self.running or self._task is None:
             return False
         self._stop_requested_by = by
+        self._task.cancel()
+        return True
+
+    def request_pause(self) -> bool:
+        """End the turn at the next loop boundary as ``interrupted`` (the bot is restarting)."""
+        if not self.running:
+            return False
+        self._pause_requested = True
+        return True
+
+    def interrupt(self) -> bool:
+        """Cancel now as ``interrupted`` (not ``cancelled``): the step in flight is lost,
+        the transcript up to the last boundary is kept, and the session can resume."""
+        if not self.running or self._task is None:
+            return False
         self._task.cancel()
         return True
 
@@ -216,10 +263,13 @@ class AgentSession:
         final_text = ""
         error: str | None = None
         reason = DoneReason.COMPLETED
+        bind_log_context(self.id, str(self.thread))
         self.record.status = "running"
-        await store.update_session(self.id, status="running")
+        self.record.meta["turn_options"] = options.to_dict()
+        await store.update_session(self.id, status="running", meta=self.record.meta)
         if text:
             self._append({"role": "user", "content": text, "_author": author})
+            await self._flush()  # a crash in the first step must not lose what was asked
         tools = self.runtime.tools
         allowed = options.allowed_tools
         schemas = tools.schemas(allowed)
@@ -228,7 +278,16 @@ class AgentSession:
             sorted(known), self.workspace
         )
         try:
+            await self.routing.begin_turn(
+                text,
+                command_model=options.model,
+                declared=options.complexity,
+                local_only=options.local_only,
+            )
             while True:
+                if self._pause_requested:
+                    reason = DoneReason.INTERRUPTED
+                    break
                 if stats.steps >= config.routing.max_loop_iterations:
                     reason = DoneReason.MAX_ITERATIONS
                     await self.emit(
@@ -240,20 +299,12 @@ class AgentSession:
                     break
                 await self._apply_steering()
                 stats.steps += 1
-                decision = await self.runtime.router.decide(
-                    StepInfo(
-                        session_id=self.id,
-                        step=stats.steps,
-                        task=self.record.task,
-                        command_model=options.model,
-                        local_only=options.local_only,
-                    )
+                last = self.context.last
+                local_ctx = await self.runtime.resolve_num_ctx(config.routing.local_model)
+                decision = await self.routing.decide(
+                    stats.steps, last.tokens if last else 0, last.budget if last else local_ctx
                 )
-                stats.models[decision.model] = stats.models.get(decision.model, 0) + 1
-                route = "cloud" if self.runtime.models.is_cloud(decision.model) else "local"
-                stats.routes[route] = stats.routes.get(route, 0) + 1
-                await self.emit(AgentEventKind.STEP, step=stats.steps, **decision.to_dict())
-                content, calls = await self._model_step(decision, system_prompt, schemas, stats)
+                content, calls = await self._routed_step(decision, system_prompt, schemas, stats)
                 if not calls and content:
                     calls, content = extract_text_tool_calls(content, known)
                 assistant: dict[str, Any] = {"role": "assistant", "content": content}
@@ -293,6 +344,7 @@ class AgentSession:
         self, reason: DoneReason, text: str, stats: TurnStats, error: str | None
     ) -> TurnOutcome:
         stats.duration_s = time.perf_counter() - stats.started
+        self.routing.end_turn()
         status = {
             DoneReason.COMPLETED: "idle",
             DoneReason.MAX_ITERATIONS: "idle",
@@ -316,12 +368,19 @@ class AgentSession:
             )
         except Exception:
             log.exception("session %s: could not persist the end of the turn", self.id)
+        footer: list[str] = []
+        for hook in list(self.turn_end_hooks):
+            try:
+                footer.extend(await hook(self, reason))
+            except Exception:
+                log.exception("session %s: a turn-end hook failed", self.id)
         await self.emit(
             AgentEventKind.DONE,
             text,
             reason=reason.value,
             error=error,
             stats=stats.to_dict(),
+            footer=footer,
         )
         return TurnOutcome(reason, text, stats, error)
 
@@ -330,6 +389,7 @@ class AgentSession:
         if not messages:
             return
         for message in messages:
+            self.routing.observe_text(message.text)
             self._append(
                 {"role": "user", "content": message.as_user_content(), "_author": message.author}
             )
@@ -344,6 +404,60 @@ class AgentSession:
                 message_id=message.message_id,
             )
 
+    async def _routed_step(
+        self,
+        decision: RouteDecision,
+        system_prompt: str,
+        schemas: list[dict[str, Any]],
+        stats: TurnStats,
+    ) -> tuple[str, list[ToolCall]]:
+        """One model step on the decided model; on the big model's failure, once more on
+        ``routing.fallback_model`` (the thread is told why once). Every call is recorded."""
+        while True:
+            notice = self.routing.notice_for(decision)
+            if notice:
+                await self.emit(AgentEventKind.NOTICE, notice)
+            route = self.routing.route_key(decision)
+            await self.emit(AgentEventKind.STEP, step=stats.steps, **decision.to_dict())
+            before = (stats.prompt_tokens, stats.completion_tokens)
+            started = time.perf_counter()
+            try:
+                result = await self._model_step(decision, system_prompt, schemas, stats)
+            except ModelError as exc:
+                latency = (time.perf_counter() - started) * 1000
+                await self.routing.record(
+                    decision, stats.steps, latency_ms=latency, prompt_tokens=0,
+                    completion_tokens=0, error=type(exc).__name__,
+                )  # fmt: skip
+                fallback = self.routing.fallback_for(decision, exc)
+                if fallback is None:
+                    raise
+                decision = fallback
+                continue
+            stats.models[decision.model] = stats.models.get(decision.model, 0) + 1
+            stats.routes[route] = stats.routes.get(route, 0) + 1
+            stats.cost_usd += await self.routing.record(
+                decision,
+                stats.steps,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                prompt_tokens=stats.prompt_tokens - before[0],
+                completion_tokens=stats.completion_tokens - before[1],
+            )
+            return result
+
+    async def _summarise(self, messages: list[dict[str, Any]]) -> str:
+        """Auto-compaction: the local model writes one summary of older steps."""
+        from bot.context import summarise_request
+
+        model = self.runtime.config.routing.local_model
+        num_ctx = await self.runtime.resolve_num_ctx(model)
+        request = summarise_request(model, messages, num_ctx, self.record.task)
+        request.keep_alive = self.runtime.config.routing.keep_alive
+        parts: list[str] = []
+        async for chunk in self.runtime.models.client_for(model).stream_chat(request):
+            parts.append(chunk.content)
+        return "".join(parts)
+
     async def _model_step(
         self,
         decision: RouteDecision,
@@ -352,12 +466,31 @@ class AgentSession:
         stats: TurnStats,
     ) -> tuple[str, list[ToolCall]]:
         config = self.runtime.config
-        options: dict[str, Any] = {"num_ctx": self.runtime.num_ctx(decision.model)}
+        num_ctx = await self.runtime.resolve_num_ctx(decision.model)
+        options: dict[str, Any] = {"num_ctx": num_ctx}
         if config.routing.temperature is not None:
             options["temperature"] = config.routing.temperature
+        built = await self.context.prepare(
+            system_prompt,
+            self.history,
+            num_ctx=num_ctx,
+            model=decision.model,
+            tools=schemas,
+            summarise=self._summarise if config.context.auto_compact else None,
+        )
+        if built.compaction is not None:
+            self._append(built.compaction)
+            if not self._compaction_told:
+                self._compaction_told = True
+                await self.emit(
+                    AgentEventKind.NOTICE,
+                    "The conversation outgrew the model's context window: I summarised "
+                    "the older steps to keep going.",
+                )
+        await self.runtime.router.gpu.prepare(decision.model)
         request = ChatRequest(
             model=decision.model,
-            messages=self.context.build(system_prompt, self.history),
+            messages=built.messages,
             tools=schemas,
             options=options,
             keep_alive=config.routing.keep_alive,
@@ -377,6 +510,9 @@ class AgentSession:
             if chunk.done:
                 stats.prompt_tokens += chunk.prompt_tokens or 0
                 stats.completion_tokens += chunk.completion_tokens or 0
+                self.runtime.router.tokens.observe(
+                    decision.model, built.raw_tokens, chunk.prompt_tokens
+                )
         return "".join(content), calls
 
     async def _run_tool(self, call: ToolCall, options: TurnOptions, stats: TurnStats) -> None:
@@ -397,6 +533,7 @@ class AgentSession:
             requester=self.requester,
             thread=str(self.thread),
         )
+        self.routing.observe_tool(call, result)
         if not result.ok:
             stats.tool_errors += 1
             await self.emit(

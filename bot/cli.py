@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="start every chat adapter enabled in the config")
     sub.add_parser("doctor", help="check the configuration, models and credentials")
+    sub.add_parser("status", help="sessions running now (from the running bot, else the store)")
 
     sessions = sub.add_parser("sessions", help="inspect stored sessions")
     sessions_sub = sessions.add_subparsers(dest="sessions_command")
@@ -62,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     commands_sub = commands.add_subparsers(dest="commands_command")
     commands_sub.add_parser("list", help="list commands")
     commands_sub.add_parser("check", help="report broken directive files")
+
+    manifest = sub.add_parser("slack-manifest", help="print the Slack app manifest to paste")
+    manifest.add_argument("--name", default="threadwright", help="the app's display name")
+    manifest.add_argument(
+        "--request-url", help="HTTP mode: the public URL of /slack/events (default: Socket Mode)"
+    )
+    manifest.add_argument("--json", action="store_true", help="JSON instead of YAML")
+
+    workspaces = sub.add_parser("workspaces", help="per-thread git worktrees")
+    workspaces_sub = workspaces.add_subparsers(dest="workspaces_command")
+    workspaces_sub.add_parser("list", help="every thread's branch and worktree")
+    prune = workspaces_sub.add_parser("prune", help="remove idle worktrees (keep branches)")
+    prune.add_argument("--days", type=float, help="idle this long (default: workspace.keep_days)")
     return parser
 
 
@@ -101,9 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chat": _cmd_chat,
         "run": _cmd_run,
         "doctor": _cmd_doctor,
+        "status": _cmd_status,
         "sessions": _cmd_sessions,
         "commands": _cmd_commands,
         "audit": _cmd_audit,
+        "slack-manifest": _cmd_slack_manifest,
+        "workspaces": _cmd_workspaces,
     }[args.command]
     try:
         return handler(args)
@@ -137,6 +154,10 @@ async def _chat(config: Config, args: argparse.Namespace) -> int:
             if session is None:
                 return 2
             adapter.resume(session)
+            if not args.task and session.record.status in ("running", "interrupted"):
+                from bot.restarts import continue_session
+
+                await continue_session(host.sessions, adapter, session.id, resume=True)
         if args.task:
             return await adapter.run_task(args.task)
         return await adapter.repl()
@@ -166,7 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _run(config: Config) -> int:
     from bot.host import Host
 
-    async with Host(config) as host:
+    async with Host(config, options={"observability": True}) as host:
         return await host.run(config.adapters)
 
 
@@ -176,6 +197,14 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config, args, default="ERROR")
     return asyncio.run(run_doctor(config))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bot.observability.status import run_status
+
+    config = _load(args)
+    _setup_logging(config, args, default="WARNING")
+    return asyncio.run(run_status(config))
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
@@ -210,6 +239,13 @@ async def _sessions(config: Config, args: argparse.Namespace) -> int:
                 for call in calls:
                     fn = call.get("function", {})
                     print(f"    → {fn.get('name')}({json.dumps(fn.get('arguments'))[:200]})")
+            from bot.routing import format_decision
+
+            decisions = await store.list_route_decisions(record.id)
+            if decisions:
+                print(f"routing ({len(decisions)} model calls):")
+            for decision in decisions:
+                print(f"  {format_decision(decision)}")
             return 0
         records = await store.list_sessions(
             status=getattr(args, "status", None), limit=getattr(args, "limit", 20)
@@ -222,6 +258,22 @@ async def _sessions(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         await store.close()
+
+
+def _cmd_workspaces(args: argparse.Namespace) -> int:
+    from bot.workspaces.cli import run
+
+    config = _load(args)
+    _setup_logging(config, args, default="WARNING")
+    return asyncio.run(run(config, args))
+
+
+def _cmd_slack_manifest(args: argparse.Namespace) -> int:
+    from plugins.slack.manifest import render_manifest
+
+    config = _load(args)
+    print(render_manifest(config, name=args.name, request_url=args.request_url, as_json=args.json))
+    return 0
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

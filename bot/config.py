@@ -52,6 +52,13 @@ class RoutingConfig(_Section):
     keep_alive: str | int | None = "30m"
     think: bool | None = None
     temperature: float | None = None
+    # Rooms (glob on the room id, or on "platform:room") whose prompts never go to a cloud model.
+    local_only_rooms: list[str] = Field(default_factory=list)
+    # Escalate to cloud_model after this many malformed tool calls / failed tools in a row.
+    escalate_after_malformed: int = Field(2, ge=1)
+    escalate_after_tool_failures: int = Field(3, ge=1)
+    # After a cloud failure other than a refused sign-in, try the cloud model again after this.
+    cloud_retry_after_s: float = Field(300.0, ge=0)
 
 
 class StreamingConfig(_Section):
@@ -96,6 +103,29 @@ class ContextConfig(_Section):
     compress_diffs: bool = True
     externalize_reasoning: bool = True
     num_ctx: int = Field(16384, ge=512)
+    # Tokens kept free in the window for the model's answer.
+    reserve_tokens: int = Field(1024, ge=0)
+    # Summarise older turns with the local model when even the compressed history does not fit.
+    auto_compact: bool = True
+
+
+class BudgetConfig(_Section):
+    """Cloud spending limits; None is no limit. When one is reached the session continues
+    on local models only and says so in the thread."""
+
+    session_cloud_usd: float | None = Field(None, ge=0)
+    daily_cloud_usd: float | None = Field(None, ge=0)
+    session_cloud_tokens: int | None = Field(None, ge=0)
+    daily_cloud_tokens: int | None = Field(None, ge=0)
+
+
+class GpuConfig(_Section):
+    """GPU memory care: ``swap`` unloads other local models before one that would not fit."""
+
+    policy: Literal["swap", "off"] = "swap"
+    reserve_mb: int = Field(512, ge=0)  # VRAM left free for the display, CUDA context, …
+    # Expected VRAM use (MB) of models never seen loaded; others are learnt from /api/ps.
+    model_sizes_mb: dict[str, int] = Field(default_factory=dict)
 
 
 class AccessConfig(_Section):
@@ -115,6 +145,18 @@ class AccessConfig(_Section):
 class WorkspaceConfig(_Section):
     root: str = "."
     isolation: Literal["worktree", "none"] | None = None  # None: per adapter default
+    # Per-thread worktrees (bot/workspaces/). None: the repository's current branch.
+    base_branch: str | None = None
+    # None: <store dir>/worktrees, or <repo parent>/.threadwright/worktrees when the
+    # store lives inside the repository (worktrees never sit in the main tree).
+    worktrees_dir: str | None = None
+    auto_commit: bool = True
+    author_name: str = "threadwright"
+    author_email: str = "threadwright@localhost"
+    push: str | None = None  # a remote name: push the thread's branch after each commit
+    pr_command: str | None = None  # run (sh -c) in the worktree after a push; link posted
+    push_env: list[str] = Field(default_factory=lambda: ["SSH_AUTH_SOCK"])
+    keep_days: float | None = Field(14.0, gt=0)  # idle worktrees removed; branches kept
 
 
 class StoreConfig(_Section):
@@ -138,11 +180,29 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 7777
     token: str | None = None
+    heartbeat_interval: float = Field(15.0, gt=0)  # SSE comment when a stream is idle
+    history_events: int = Field(20_000, ge=1)  # events kept per session for resume
 
 
 class LoggingConfig(_Section):
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
+
+
+class ObservabilityConfig(_Section):
+    """The health and metrics HTTP endpoint (``/healthz``, ``/metrics``, ``/status``)."""
+
+    enabled: bool | None = None  # None: on for `threadwright run`, off for `chat`
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)  # 0 picks a free port
+    loop_lag_interval: float = Field(0.5, gt=0)  # seconds between event-loop lag samples
+
+
+class SessionsConfig(_Section):
+    """What a restart does to sessions that were running."""
+
+    resume_on_start: bool = True  # False: tell the thread and wait for a reply
+    shutdown_grace: float = Field(20.0, ge=0)  # seconds to reach a loop boundary on stop
 
 
 class Secrets(_Section):
@@ -186,6 +246,10 @@ class Config(_Section):
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     agent_dir: str = ".agent"
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[["Host"], ChatAdapter]
 
-# How long running sessions get to reach a loop boundary on shutdown.
+# How long running sessions get to reach a loop boundary on shutdown (the
+# default of the config key sessions.shutdown_grace, which is what is used).
 SHUTDOWN_GRACE_S = 20.0
 
 
@@ -117,6 +118,12 @@ class Host:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         try:
+            from bot.restarts import resume_after_restart
+
+            try:
+                await resume_after_restart(self.sessions)
+            except Exception:
+                log.exception("resuming sessions after a restart failed")
             await self._stop.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,9 +135,10 @@ class Host:
         self._stop.set()
 
     async def shutdown(self) -> None:
-        sessions = self.sessions
-        sessions.accepting = False
-        await sessions.drain(SHUTDOWN_GRACE_S)
+        """Pause running sessions at a boundary (bounded), tell their threads, stop adapters."""
+        from bot.restarts import pause_for_restart
+
+        await pause_for_restart(self.sessions, self.config.sessions.shutdown_grace)
         for adapter in self.adapters:
             try:
                 await adapter.stop()

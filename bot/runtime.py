@@ -89,6 +89,25 @@ class Runtime:
             self._num_ctx[model] = value
         return value
 
+    async def resolve_num_ctx(self, model: str) -> int:
+        """``num_ctx`` for a model, fixed at its first use: the model's own endpoint setting,
+        else its trained length (``/api/show``) capped by ``context.num_ctx``."""
+        if model in self._num_ctx:
+            return self._num_ctx[model]
+        endpoint = self.config.routing.models.get(model)
+        cap = self.config.context.num_ctx
+        value = endpoint.num_ctx if endpoint and endpoint.num_ctx else None
+        if value is None and not self.models.is_cloud(model):
+            from bot.models.base import ModelError
+
+            try:
+                trained = (await self.models.client_for(model).show(model)).get("context_length")
+            except ModelError as exc:
+                log.info("no context length for %s (%s); using %d", model, exc, cap)
+                trained = None
+            value = min(int(trained), cap) if trained else None
+        return self._num_ctx.setdefault(model, value or cap)
+
     async def close(self) -> None:
         await self.models.close()
         await self.store.close()

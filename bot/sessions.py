@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 STOP_WORDS = frozenset({"stop", "cancel", "abort"})
 STOP_REACTIONS = frozenset({"x", "❌", "octagonal_sign", "🛑"})
-CONTROL_COMMANDS = frozenset({"help", "status", "stop"})
+CONTROL_COMMANDS = frozenset({"help", "status", "stop", "diff", "undo", "model"})
 _STOP_TEXT = re.compile(r"^\s*[/!]?(stop|cancel|abort)\s*[.!]*\s*$", re.IGNORECASE)
 # How many delivery ids to remember in memory (the store remembers all).
 DEDUPE_MEMORY = 4096
@@ -64,6 +64,9 @@ class SessionManager:
         self._turns: set[asyncio.Task[None]] = set()
         self.approvals = PendingApprovals(self.access.may_approve)
         self.accepting = True
+        from bot.workspaces import SessionWorkspaces
+
+        self.workspaces = SessionWorkspaces(runtime.config)
 
     def register_adapter(self, adapter: ChatAdapter) -> None:
         self.adapters[adapter.name] = adapter
@@ -195,6 +198,21 @@ class SessionManager:
                     session.request_stop(event.author)
             else:
                 await adapter.post_notice(event.thread, "Nothing is running in this thread.")
+        elif invocation.command == "model":
+            if session is None:
+                text = "No session in this thread yet: mention me with a task (add --cloud)."
+            else:
+                text = session.routing.model_command(invocation.arguments)
+            await adapter.post_notice(event.thread, text)
+        elif invocation.command in ("diff", "undo"):
+            requester = session.requester if session is not None else event.user
+            await self.workspaces.control(
+                invocation.command,
+                event.thread,
+                session,
+                adapter,
+                may_change=self.access.may_stop(event.thread.platform, event.user, requester),
+            )
 
     def status_text(self, session: AgentSession | None) -> str:
         active = sum(1 for s in self._sessions.values() if s.running)
@@ -207,6 +225,8 @@ class SessionManager:
                 f"{stats.get('prompt_tokens', 0) + stats.get('completion_tokens', 0)} tokens"
             )
         lines.append(f"Local model: {self.runtime.config.routing.local_model}")
+        if session is not None:
+            lines.extend(session.routing.status_lines())
         return "\n".join(lines)
 
     async def _refuse(self, event: ChatEvent, adapter: ChatAdapter) -> None:
@@ -252,9 +272,10 @@ class SessionManager:
             self.runtime,
             record,
             thread,
-            workspace=self.runtime.config.workspace_path(),
+            workspace=await self.workspaces.workspace_for(thread, record.task),
             history=history,
         )
+        self.workspaces.attach(session)
         if adapter is not None:
             session.approver = self.approver_for(adapter, session)
         for pending in await self.runtime.store.pending_steering(record.id):
@@ -274,6 +295,7 @@ class SessionManager:
 
     async def create_session(self, thread: ThreadKey, requester: str, task: str) -> AgentSession:
         now = time.time()
+        workspace = await self.workspaces.workspace_for(thread, task)
         record = SessionRecord(
             id=new_session_id(),
             thread_key=str(thread),
@@ -282,12 +304,11 @@ class SessionManager:
             status="idle",
             created_at=now,
             updated_at=now,
-            workspace=str(self.runtime.config.workspace_path()),
+            workspace=str(workspace),
         )
         await self.runtime.store.create_session(record)
-        session = AgentSession(
-            self.runtime, record, thread, workspace=self.runtime.config.workspace_path()
-        )
+        session = AgentSession(self.runtime, record, thread, workspace=workspace)
+        self.workspaces.attach(session)
         adapter = self.adapters.get(thread.platform)
         if adapter is not None:
             session.approver = self.approver_for(adapter, session)
@@ -349,6 +370,7 @@ class SessionManager:
             return
         if session is None:
             session = await self.create_session(event.thread, event.user, text)
+        await self.workspaces.ensure(session)  # its worktree may have been pruned meanwhile
         if event.message_id:
             await adapter.react(event.thread, event.message_id, "working")
         self.start(session, adapter, text, event.author, options, trigger=event)
@@ -384,6 +406,10 @@ class SessionManager:
                     await renderer.close()
                 except Exception:
                     log.exception("renderer for session %s failed to close", session.id)
+                try:
+                    await self.workspaces.after_turn(session, adapter)  # push, pull request
+                except Exception:
+                    log.exception("session %s: publishing the branch failed", session.id)
                 if turn.done() and not turn.cancelled() and turn.exception() is not None:
                     log.error("session %s ended with %r", session.id, turn.exception())
 

@@ -45,6 +45,14 @@ class RateLimited(Exception):
         self.retry_after = max(0.0, retry_after)
 
 
+class ChunkTooLong(Exception):
+    """The platform's form of a chunk did not fit; the transport lowered ``max_chars``.
+
+    Raised by a transport whose limit applies to rendered text (escaping can make
+    it longer than the Markdown); the message is split again at the new size.
+    """
+
+
 class MessageTransport(Protocol):
     """How one platform posts and edits the messages of one reply (in one thread)."""
 
@@ -214,6 +222,8 @@ class StreamingMessage:
             self.interval = min(MAX_INTERVAL_S, max(self.interval * 2, exc.retry_after))
             self._next_allowed = self.clock() + exc.retry_after
             return False
+        except ChunkTooLong:
+            return False
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -277,7 +287,8 @@ class ReplyDocument:
             return True
         if kind is AgentEventKind.DONE:
             self.finished = True
-            self.footer = footer(event.data.get("stats") or {}, extra=self.extra_footer)
+            extra = [*self.extra_footer, *(event.data.get("footer") or [])]
+            self.footer = footer(event.data.get("stats") or {}, extra=extra)
             return True
         return False
 

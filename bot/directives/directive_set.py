@@ -23,6 +23,8 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "help": "list the commands",
     "status": "show what the agent is doing in this thread",
     "stop": "stop the running task",
+    "diff": "what this thread's branch changed (its own worktree)",
+    "undo": "revert the last commit I made on this thread's branch",
 }
 
 # (path, mtime_ns, size) for every file a set was built from.

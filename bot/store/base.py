@@ -99,6 +99,26 @@ class Store(Protocol):
 
     async def check_writable(self) -> None: ...
 
+    async def add_route_decision(self, session_id: str, entry: dict[str, Any]) -> None:
+        """Record one routing decision: ``step``, ``model``, ``route``, ``cloud``, ``score``,
+        ``signals``, ``reasons``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``,
+        ``cost_usd`` (``ts`` defaults to now)."""
+        ...
+
+    async def list_route_decisions(self, session_id: str) -> list[dict[str, Any]]:
+        """A session's decisions in the order they were made."""
+        ...
+
+    async def route_usage(
+        self,
+        *,
+        session_id: str | None = None,
+        since: float | None = None,
+        cloud: bool | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Totals per model (``prompt_tokens``, ``completion_tokens``, ``cost_usd``, ``calls``)."""
+        ...
+
 
 async def open_store(path: str | Path) -> Store:
     from bot.store.sqlite import SQLiteStore

@@ -68,6 +68,24 @@ CREATE TABLE IF NOT EXISTS seen_events (
     event_id TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS route_decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    route TEXT NOT NULL,
+    cloud INTEGER NOT NULL DEFAULT 0,
+    score REAL NOT NULL DEFAULT 0,
+    signals TEXT NOT NULL DEFAULT '{}',
+    reasons TEXT NOT NULL DEFAULT '[]',
+    latency_ms REAL NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS route_decisions_session ON route_decisions(session_id, id);
+CREATE INDEX IF NOT EXISTS route_decisions_ts ON route_decisions(ts);
 """
 
 _JSON_FIELDS = {"stats", "scratchpad", "meta"}
@@ -264,6 +282,86 @@ class SQLiteStore:
         )
         await self.db.commit()
         return cur.rowcount == 1
+
+    async def add_route_decision(self, session_id: str, entry: dict[str, Any]) -> None:
+        await self.db.execute(
+            "INSERT INTO route_decisions (session_id, step, ts, model, route, cloud, score, "
+            "signals, reasons, latency_ms, prompt_tokens, completion_tokens, cost_usd) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                session_id,
+                int(entry.get("step", 0)),
+                float(entry.get("ts") or time.time()),
+                str(entry["model"]),
+                str(entry.get("route", "")),
+                1 if entry.get("cloud") else 0,
+                float(entry.get("score", 0.0)),
+                json.dumps(entry.get("signals") or {}, ensure_ascii=False),
+                json.dumps(entry.get("reasons") or [], ensure_ascii=False),
+                float(entry.get("latency_ms", 0.0)),
+                int(entry.get("prompt_tokens") or 0),
+                int(entry.get("completion_tokens") or 0),
+                float(entry.get("cost_usd", 0.0)),
+            ),
+        )
+        await self.db.commit()
+
+    async def list_route_decisions(self, session_id: str) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT step, ts, model, route, cloud, score, signals, reasons, latency_ms, "
+            "prompt_tokens, completion_tokens, cost_usd FROM route_decisions "
+            "WHERE session_id = ? ORDER BY id",
+            (session_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        keys = (
+            "step", "ts", "model", "route", "cloud", "score", "signals", "reasons",
+            "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd",
+        )  # fmt: skip
+        decisions = []
+        for row in rows:
+            entry = dict(zip(keys, row, strict=True))
+            entry["cloud"] = bool(entry["cloud"])
+            entry["signals"] = json.loads(entry["signals"])
+            entry["reasons"] = json.loads(entry["reasons"])
+            decisions.append(entry)
+        return decisions
+
+    async def route_usage(
+        self,
+        *,
+        session_id: str | None = None,
+        since: float | None = None,
+        cloud: bool | None = None,
+    ) -> dict[str, dict[str, float]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if cloud is not None:
+            where.append("cloud = ?")
+            params.append(1 if cloud else 0)
+        query = (
+            "SELECT model, SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), COUNT(*) "
+            "FROM route_decisions"
+        )
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        async with self.db.execute(query + " GROUP BY model", params) as cur:
+            rows = await cur.fetchall()
+        return {
+            row[0]: {
+                "prompt_tokens": int(row[1] or 0),
+                "completion_tokens": int(row[2] or 0),
+                "cost_usd": float(row[3] or 0.0),
+                "calls": int(row[4]),
+            }
+            for row in rows
+        }
 
     async def add_audit(self, entry: AuditEntry) -> None:
         await self.db.execute(

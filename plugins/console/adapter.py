@@ -85,6 +85,7 @@ class ConsoleRenderer:
             stats = event.data.get("stats") or {}
             reason = event.data.get("reason", "")
             tail = [] if reason == "completed" else [str(reason)]
+            tail += [str(item) for item in event.data.get("footer") or []]
             self._line(self.style("2", "— " + footer(stats, extra=tail)))
 
     async def close(self) -> None:
