@@ -24,6 +24,7 @@ from bot.events import AgentEvent, AgentEventKind, DoneReason, ThreadKey
 from bot.logs import bind_log_context
 from bot.models.base import ChatRequest, ModelError, ToolCall
 from bot.policy.approvals import Approver
+from bot.policy.redaction import redact
 from bot.routing import RouteDecision, SessionRouting
 from bot.steering import SteeringMessage, SteeringQueue
 from bot.toolcall_text import extract_text_tool_calls
@@ -565,6 +566,11 @@ class AgentSession:
     # --- persistence ----------------------------------------------------------
 
     def _append(self, message: dict[str, Any]) -> None:
+        # Whatever enters the history (a pasted token, a model's echo) is redacted
+        # before it reaches the store or the next prompt.
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            message["content"] = redact(content)
         self.history.append(message)
         self._unsaved.append(message)
 

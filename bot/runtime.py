@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bot.config import Config
 from bot.models.registry import ModelRegistry
 from bot.plugins import PluginHost, make_plugin_manager
-from bot.policy.redaction import Redactor
+from bot.policy import redaction
 from bot.routing import Router
 from bot.store.base import Store, open_store
 from bot.tools.registry import ToolRegistry
@@ -55,7 +55,7 @@ class Runtime:
             store=store,
             models=models,
             tools=tools,
-            runner=ToolRunner(tools, plugins, Redactor(config.secrets.values())),
+            runner=ToolRunner(tools, plugins, redaction.configure(config.secrets.values())),
             router=Router(config, models, plugins),
             directives=DirectiveLoader(config.workspace_path(), config.agent_dir),
         )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.events import AgentEvent, AgentEventKind
+from bot.policy.redaction import redact
 from bot.render import describe_tool_call, footer
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,10 @@ class ReplyDocument:
         return False
 
     def render(self) -> str:
+        """The reply's Markdown, secrets redacted (whatever the model wrote)."""
+        return redact(self._render())
+
+    def _render(self) -> str:
         lines: list[str] = []
         for part in self.parts:
             if isinstance(part, _ToolLine):

@@ -76,3 +76,25 @@ async def test_secret_in_a_file_never_reaches_the_model(
     assert "pa55w0rd-xyz" not in str(transcript) and "xoxb-999" not in str(transcript)
     shown = [e for e in turn.events if e.kind is AgentEventKind.TOOL_RESULT]
     assert "pa55w0rd" not in str([e.data for e in shown])
+
+
+async def test_pasted_secret_never_reaches_model_store_or_reply(
+    scripted_ollama: ScriptedOllama, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    scripted_ollama.script(Reply(content="I will not repeat xoxb-777-echoed-by-the-model-abc."))
+    config = make_test_config(ws, scripted_ollama.url)
+    async with running_host(config) as (host, adapter):
+        await adapter.say("deploy with token xoxp-1234567890-pasted-by-user please")
+        turn = await adapter.wait_turn()
+        transcript = await host.runtime.store.load_messages(turn.session_id)
+    assert "xoxp-1234567890" not in str(scripted_ollama.chat_requests)
+    assert "xoxp-1234567890" not in str(transcript)
+    assert "xoxb-777" not in str(transcript)
+    from bot.streaming import ReplyDocument
+
+    document = ReplyDocument()
+    for event in turn.events:
+        document.apply(event)
+    assert "xoxb-777" not in document.render() and MASK in document.render()

@@ -51,3 +51,22 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         return self.redact(text)
+
+
+_process_redactor = Redactor()
+
+
+def configure(secrets: Iterable[str]) -> Redactor:
+    """Set the process-wide redactor (the runtime calls this with the configured secrets).
+
+    Text leaving through paths that do not carry the configuration (a chat
+    reply rendered by an adapter) is redacted with it.
+    """
+    global _process_redactor
+    _process_redactor = Redactor(secrets)
+    return _process_redactor
+
+
+def redact(text: str) -> str:
+    """Redact with the process-wide redactor: configured secrets and token shapes."""
+    return _process_redactor.redact(text)
