@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.policy",
     "plugins.audit",
     "plugins.observability",
+    "plugins.slack",
     "bot.models.providers",
 )
 
