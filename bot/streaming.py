@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # bot must never hang on a homeserver that keeps refusing.
 FINISH_DEADLINE_S = 180.0
 MAX_INTERVAL_S = 30.0
+RECOVERY_FACTOR = 0.85
 CURSOR = " ▍"
 
 
@@ -197,6 +198,9 @@ class StreamingMessage:
             target = self._text
             if await self._sync(target):
                 self._next_allowed = self.clock() + self.interval
+                # Ease back toward the configured pace after a rate limit, slowly,
+                # so a server that just refused us is not hit at full speed again.
+                self.interval = max(self.base_interval, self.interval * RECOVERY_FACTOR)
                 if self._text == target:
                     self._synced.set()
             else:

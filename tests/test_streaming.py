@@ -155,3 +155,18 @@ def test_reply_document_renders_tools_notices_and_footer() -> None:
     assert "alice: use argparse" in final
     assert final.endswith("— _2 local · 2 steps · 1.2k tokens · 4.2s_")
     assert CURSOR not in final
+
+
+async def test_pace_recovers_after_rate_limits() -> None:
+    transport = LoopbackTransport(max_chars=10_000)
+    transport.refuse = [0.2]
+    message = StreamingMessage(transport, interval=0.01)
+    message.update("a")
+    for i in range(400):
+        await asyncio.sleep(0.01)
+        message.update("a" * (i + 2))
+        if message.stats.rate_limited and message.interval <= 0.011:
+            break
+    assert message.stats.rate_limited == 1
+    assert message.interval <= 0.011  # back to the configured pace
+    assert await message.finish()
