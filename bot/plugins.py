@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.audit",
     "plugins.observability",
     "plugins.slack",
+    "plugins.matrix",
     "bot.models.providers",
 )
 
