@@ -124,6 +124,19 @@ async def continue_session(
     when a turn was started.
     """
     store = sessions.runtime.store
+    record = await store.get_session(session_id)
+    if record is None:
+        return None
+    # Under the thread's lock, like every delivery: a message arriving meanwhile
+    # must find this same session object, not materialise a second one.
+    async with sessions.lock_for(ThreadKey.parse(record.thread_key)):
+        return await _continue_locked(sessions, adapter, session_id, resume)
+
+
+async def _continue_locked(
+    sessions: SessionManager, adapter: ChatAdapter, session_id: str, resume: bool | None
+) -> AgentSession | None:
+    store = sessions.runtime.store
     session = await sessions.load_session(session_id)
     if session is None or session.running:
         return None

@@ -95,7 +95,7 @@ class SessionManager:
             event
         ):
             return
-        lock = self._lock_for(event.thread)
+        lock = self.lock_for(event.thread)
         async with lock:
             session = await self.get_session(event.thread)
             if event.kind is ChatEventKind.REACTION:
@@ -425,7 +425,8 @@ class SessionManager:
 
     # --- plumbing ----------------------------------------------------------------
 
-    def _lock_for(self, thread: ThreadKey) -> asyncio.Lock:
+    def lock_for(self, thread: ThreadKey) -> asyncio.Lock:
+        """The thread's lock: hold it to load or start that thread's session."""
         lock = self._locks.get(thread)
         if lock is None:
             lock = asyncio.Lock()
