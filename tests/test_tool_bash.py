@@ -250,7 +250,8 @@ async def test_sandbox_seam_wraps_the_argv(tmp_path: Path, workspace: Path) -> N
     ctx = make_ctx(tmp_path, workspace, make_config(tmp_path), wrap_argv=wrap)
     result = await BASH(ctx, {"command": "echo $WRAPPED"})
     assert result.stdout == "yes\n"
-    assert seen == [["/bin/bash", "-c", "echo $WRAPPED"]]
+    (argv,) = seen
+    assert argv[:2] == ["/bin/bash", "-c"] and argv[2].endswith("; echo $WRAPPED")
 
 
 async def test_resource_limits_apply(tmp_path: Path, workspace: Path) -> None:

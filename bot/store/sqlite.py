@@ -7,14 +7,19 @@ while a crash loses at most the last transaction, never a torn database.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.store.base import AuditEntry, SessionRecord, StoredSteering
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -118,6 +123,9 @@ class SQLiteStore:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
         self._next_seq: dict[str, int] = {}
+        # Records nobody waits for (audit, routing decisions) are written behind
+        # the loop's back; reads of their tables and close() settle them first.
+        self._behind: set[asyncio.Task[None]] = set()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -138,7 +146,22 @@ class SQLiteStore:
         )
         await self._db.commit()
 
+    def _write_behind(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(write)
+        self._behind.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._behind.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background store write failed", exc_info=task.exception())
+
+    async def _settle(self) -> None:
+        while self._behind:
+            await asyncio.gather(*list(self._behind), return_exceptions=True)
+
     async def close(self) -> None:
+        await self._settle()
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -284,6 +307,9 @@ class SQLiteStore:
         return cur.rowcount == 1
 
     async def add_route_decision(self, session_id: str, entry: dict[str, Any]) -> None:
+        self._write_behind(self._insert_route_decision(session_id, dict(entry)))
+
+    async def _insert_route_decision(self, session_id: str, entry: dict[str, Any]) -> None:
         await self.db.execute(
             "INSERT INTO route_decisions (session_id, step, ts, model, route, cloud, score, "
             "signals, reasons, latency_ms, prompt_tokens, completion_tokens, cost_usd) "
@@ -307,6 +333,7 @@ class SQLiteStore:
         await self.db.commit()
 
     async def list_route_decisions(self, session_id: str) -> list[dict[str, Any]]:
+        await self._settle()
         async with self.db.execute(
             "SELECT step, ts, model, route, cloud, score, signals, reasons, latency_ms, "
             "prompt_tokens, completion_tokens, cost_usd FROM route_decisions "
@@ -334,6 +361,7 @@ class SQLiteStore:
         since: float | None = None,
         cloud: bool | None = None,
     ) -> dict[str, dict[str, float]]:
+        await self._settle()
         where: list[str] = []
         params: list[Any] = []
         if session_id is not None:
@@ -364,6 +392,9 @@ class SQLiteStore:
         }
 
     async def add_audit(self, entry: AuditEntry) -> None:
+        self._write_behind(self._insert_audit(entry))
+
+    async def _insert_audit(self, entry: AuditEntry) -> None:
         await self.db.execute(
             "INSERT INTO audit (ts, session_id, thread, requester, tool, arguments, ran, verdict, "
             "ok, exit_code, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -392,6 +423,7 @@ class SQLiteStore:
         since: float | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
+        await self._settle()
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("session_id", session_id), ("tool", tool)):

@@ -64,6 +64,7 @@ async def bash(
             raise ToolError("timeout must be a positive number of seconds")
         limit = min(timeout, limit)
     env = ctx.env or build_tool_env(ctx.config, ctx.workspace)
+    limits = ctx.extras.get(RESOURCE_LIMITS_EXTRA, DEFAULT_LIMITS)
     if WRAP_ARGV_EXTRA not in ctx.extras:
         # Decided once per session; probing bwrap runs a process, so off the loop.
         wrapper = await asyncio.to_thread(
@@ -75,12 +76,14 @@ async def bash(
         )
         ctx.extras[WRAP_ARGV_EXTRA] = wrapper
     outcome = await run_process(
-        wrap_argv(ctx.extras, [SHELL, "-c", command]),
+        wrap_argv(ctx.extras, [SHELL, "-c", limits.bash_prefix() + command]),
         cwd=ctx.workspace,
         env=env,
         timeout=limit,
         max_output_bytes=ctx.config.tools.bash.max_output_bytes,
-        limits=ctx.extras.get(RESOURCE_LIMITS_EXTRA, DEFAULT_LIMITS),
+        # Applied by bash itself (a prefix on the same line, so line numbers in
+        # errors stay the user's): no launcher process per command.
+        limits=None,
     )
     return outcome.to_tool_result(command=command)
 
