@@ -20,6 +20,7 @@ configuration and the approvers can widen what runs.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,21 @@ def _outside_workspace(target: str, workspace: Path) -> bool:
     return resolved != workspace and workspace not in resolved.parents
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(command: str, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(reasons, written files) of a command line. Parsing is pure and agents rerun
+    the same commands (``pytest -q``, ``git status``) all the time, so it is cached;
+    where a written path leads is not (the filesystem changes)."""
+    verdict = check_command(command, allowed)
+    reasons = () if verdict.decision == "allow" else tuple(verdict.reasons)
+    return reasons, tuple(analyze_command(command).written_files)
+
+
 def bash_reasons(command: str, allowed: list[str], workspace: Path) -> list[str]:
     """Why this command is outside policy; empty when it may run."""
-    verdict = check_command(command, allowed)
-    reasons = [] if verdict.decision == "allow" else list(verdict.reasons)
-    for target in analyze_command(command).written_files:
+    parsed_reasons, written = _parsed(command, tuple(allowed))
+    reasons = list(parsed_reasons)
+    for target in written:
         if _outside_workspace(target, workspace):
             reasons.append(f"it writes {target}, outside the workspace")
     return reasons
