@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from bot import hookimpl
-from bot.policy.shell import analyze_command
 from bot.render import describe_tool_call
 from bot.store.base import AuditEntry
 
@@ -22,6 +21,8 @@ log = logging.getLogger(__name__)
 def what_ran(call: Any) -> str:
     """For bash, the programs the parser found; for other tools, the compact call."""
     if call.name == "bash":
+        from bot.policy.shell import analyze_command  # loads the bash grammar: not at start-up
+
         command = str(call.arguments.get("command", ""))
         programs = analyze_command(command).programs
         return f"bash: {' | '.join(programs) if programs else '(nothing recognised)'}"

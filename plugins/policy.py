@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from bot import hookimpl
-from bot.policy.shell import analyze_command, check_command
 
 WRITING_TOOLS = frozenset({"write_file", "edit_file"})
 STRICTNESS = {"ask": 0, "allowlist": 1, "deny": 2}
@@ -68,6 +67,10 @@ def _parsed(command: str, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], tu
     """(reasons, written files) of a command line. Parsing is pure and agents rerun
     the same commands (``pytest -q``, ``git status``) all the time, so it is cached;
     where a written path leads is not (the filesystem changes)."""
+    # Imported on first use: the bash grammar takes ~0.1 s to load, which start-up
+    # should not pay before the first model request.
+    from bot.policy.shell import analyze_command, check_command
+
     verdict = check_command(command, allowed)
     reasons = () if verdict.decision == "allow" else tuple(verdict.reasons)
     return reasons, tuple(analyze_command(command).written_files)
