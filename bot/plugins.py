@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.console",
     "plugins.policy",
     "plugins.audit",
+    "plugins.web",
     "plugins.observability",
     "plugins.slack",
     "plugins.matrix",
