@@ -142,12 +142,18 @@ async def test_active_sessions_gauge_and_status_while_a_turn_runs(
         await adapter.wait_turn()
         _, _, text = await fetch(http, f"{server.url}/metrics")
         idle = parse(text)
+        _, _, after_text = await fetch(http, f"{server.url}/status")
     assert value(during, "threadwright_active_sessions", platform="test") == 1
     assert value(idle, "threadwright_active_sessions", platform="test") == 0
     status = json.loads(status_text)
     assert status["accepting"] is True
     [session] = status["sessions"]
     assert session["thread"] == "test|room|busy" and session["task"] == "take your time"
+    # The GPU as NVML sees it, what Ollama has loaded (/api/ps), today's steps per model.
+    after = json.loads(after_text)
+    assert after["gpu"]  # "no GPU readings …" here; memory figures where NVML finds one
+    assert [m["name"] for m in after["models_loaded"]] == ["qwen3:4b"]
+    assert after["routing_today"]["qwen3:4b"]["steps"] == 1
 
 
 def _closed_port() -> int:
@@ -307,6 +313,7 @@ async def test_status_command_asks_the_bot_then_the_store(
     assert code == 0
     assert f"threadwright is running (accepting work) — http://127.0.0.1:{port}" in running
     assert "adapters: test connected" in running and "active sessions: 1" in running
+    assert "gpu: " in running
     assert "test|room|status" in running and "'a long task'" in running
 
     store = await open_store(config.store_path())

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import weakref
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -108,7 +109,39 @@ class ObservabilityServer:
         )
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_snapshot(self.host))
+        data = status_snapshot(self.host)
+        data.update(await models_snapshot(self.host))
+        return web.json_response(data)
+
+
+async def models_snapshot(host: Host) -> dict[str, Any]:
+    """GPU memory, what Ollama has loaded, and today's steps per model and route."""
+    try:
+        runtime = host.runtime
+    except RuntimeError:
+        return {}
+    swapper = runtime.router.gpu
+    data: dict[str, Any] = {}
+    try:
+        data["gpu"] = (await swapper.snapshot()).describe()
+        loaded = await swapper.loaded(runtime.config.routing.local_model)
+        data["models_loaded"] = [
+            {"name": m.name, "size_mib": m.size // 2**20, "vram_mib": m.size_vram // 2**20}
+            for m in loaded
+        ]
+    except Exception as exc:  # status must answer even when the GPU or Ollama cannot
+        data["gpu"] = f"unavailable: {type(exc).__name__}: {exc}"
+        data.setdefault("models_loaded", [])
+    midnight = datetime.combine(date.today(), datetime.min.time()).timestamp()
+    data["routing_today"] = {
+        model: {
+            "steps": int(t.get("calls", 0)),
+            "tokens": int(t.get("prompt_tokens", 0) + t.get("completion_tokens", 0)),
+            "cost_usd": t.get("cost_usd", 0.0),
+        }
+        for model, t in (await runtime.store.route_usage(since=midnight)).items()
+    }
+    return data
 
 
 def status_snapshot(host: Host) -> dict[str, Any]:

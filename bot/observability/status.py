@@ -61,6 +61,16 @@ def _format_live(url: str, data: dict[str, Any]) -> str:
     if adapters:
         parts = [f"{name} {'connected' if up else 'DISCONNECTED'}" for name, up in adapters.items()]
         lines.append("adapters: " + ", ".join(parts))
+    if data.get("gpu"):
+        lines.append(f"gpu: {data['gpu']}")
+    for model in data.get("models_loaded") or []:
+        vram, size = model["vram_mib"], model["size_mib"]
+        lines.append(f"  loaded: {model['name']} ({vram} MiB in VRAM of {size} MiB)")
+    for name, usage in (data.get("routing_today") or {}).items():
+        lines.append(
+            f"today: {name}: {usage['steps']} steps, {usage['tokens']} tokens"
+            + (f", ${usage['cost_usd']:.4f}" if usage.get("cost_usd") else "")
+        )
     sessions = data.get("sessions") or []
     lines.append(f"active sessions: {len(sessions)}")
     for s in sessions:
