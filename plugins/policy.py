@@ -20,7 +20,6 @@ configuration and the approvers can widen what runs.
 from __future__ import annotations
 
 import fnmatch
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,10 @@ def _outside_workspace(target: str, workspace: Path) -> bool:
     return resolved != workspace and workspace not in resolved.parents
 
 
-@functools.lru_cache(maxsize=1024)
 def _parsed(command: str, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(reasons, written files) of a command line. Parsing is pure and agents rerun
-    the same commands (``pytest -q``, ``git status``) all the time, so it is cached;
-    where a written path leads is not (the filesystem changes)."""
+    """(reasons, written files) of a command line; the parse itself is memoised in
+    :func:`bot.policy.shell.analyze_command`, where a written path leads is not
+    (the filesystem changes)."""
     # Imported on first use: the bash grammar takes ~0.1 s to load, which start-up
     # should not pay before the first model request.
     from bot.policy.shell import analyze_command, check_command
