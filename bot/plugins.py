@@ -40,6 +40,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "bot.models.providers",
 )
 
+_BUILTIN_NAMES = frozenset(DEFAULT_PLUGINS)
+
 # Comma-separated entry-point names to load; unset loads all, "" loads none.
 ALLOW_ENV = "THREADWRIGHT_PLUGINS"
 
@@ -71,11 +73,12 @@ class PluginHost:
         """A hook's implementations in calling order: third-party plugins before
         built-ins (built-ins are overridable defaults), otherwise as pluggy
         would call them (tryfirst first, trylast last, later-registered first)."""
-        impls = list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
-        builtin = set(DEFAULT_PLUGINS)
-        return [i for i in impls if i.plugin_name not in builtin] + [
-            i for i in impls if i.plugin_name in builtin
-        ]
+        # On the per-token path (session_event): keep it to one pass, no new sets.
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        third_party = [i for i in reversed(impls) if i.plugin_name not in _BUILTIN_NAMES]
+        if len(third_party) == len(impls):
+            return third_party
+        return third_party + [i for i in reversed(impls) if i.plugin_name in _BUILTIN_NAMES]
 
     def call_each(self, hook_name: str, **kwargs: Any) -> list[HookResult]:
         """Call every implementation of a hook; a raising plugin is logged and skipped."""
