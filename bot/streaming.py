@@ -247,6 +247,12 @@ class _ToolLine:
     ok: bool | None = None
 
 
+class _Notice(str):
+    """A notice line in the reply: never extended by answer tokens."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class ReplyDocument:
     """The Markdown text of one turn's reply, built from its events."""
@@ -255,12 +261,27 @@ class ReplyDocument:
     footer: str = ""
     finished: bool = False
     extra_footer: list[str] = field(default_factory=list)
+    # Where the current model step's output starts, and which step that is: a
+    # step retried on the fallback model replaces what the failed attempt wrote.
+    _step_start: int = 0
+    _step: object = None
 
     def apply(self, event: AgentEvent) -> bool:
         """Fold one event in; True when the visible text changed."""
         kind = event.kind
+        if kind is AgentEventKind.STEP:
+            step = event.data.get("step")
+            retried = step is not None and step == self._step
+            if retried and len(self.parts) > self._step_start:
+                # Keep the notices (they say why the step is retried), drop the rest.
+                kept = [p for p in self.parts[self._step_start :] if isinstance(p, _Notice)]
+                self.parts[self._step_start :] = kept
+                self._step_start = len(self.parts)
+                return True
+            self._step, self._step_start = step, len(self.parts)
+            return False
         if kind is AgentEventKind.TOKEN:
-            if self.parts and isinstance(self.parts[-1], str):
+            if self.parts and type(self.parts[-1]) is str:  # answer text, not a notice
                 self.parts[-1] += event.text
             else:
                 self.parts.append(event.text)
@@ -285,7 +306,7 @@ class ReplyDocument:
             self.parts.append(f"\n↪ _{author}: {event.text}_\n")
             return True
         if kind is AgentEventKind.NOTICE:
-            self.parts.append(f"\n_{event.text}_\n")
+            self.parts.append(_Notice(f"\n_{event.text}_\n"))
             return True
         if kind is AgentEventKind.ERROR and not event.data.get("recoverable"):
             self.parts.append(f"\n⚠️ {event.text}\n")

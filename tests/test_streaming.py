@@ -170,3 +170,19 @@ async def test_pace_recovers_after_rate_limits() -> None:
     assert message.stats.rate_limited == 1
     assert message.interval <= 0.011  # back to the configured pace
     assert await message.finish()
+
+
+def test_a_retried_step_replaces_the_failed_attempts_text() -> None:
+    doc = ReplyDocument()
+    doc.apply(_ev(AgentEventKind.STEP, step=1, model="big"))
+    doc.apply(_ev(AgentEventKind.TOKEN, "Half an answ"))
+    assert doc.render().startswith("Half an answ")
+    # The big model failed mid-stream; the same step runs again on the fallback model.
+    doc.apply(_ev(AgentEventKind.NOTICE, "The big model failed; using the fallback."))
+    assert doc.apply(_ev(AgentEventKind.STEP, step=1, model="fallback")) is True
+    doc.apply(_ev(AgentEventKind.TOKEN, "A whole answer."))
+    doc.apply(_ev(AgentEventKind.STEP, step=2, model="fallback"))
+    doc.apply(_ev(AgentEventKind.TOKEN, " More."))
+    assert doc.render() == (
+        "_The big model failed; using the fallback._\nA whole answer. More." + CURSOR
+    )
