@@ -104,9 +104,19 @@ class Host:
             )
         started: list[ChatAdapter] = []
         for name in names:
-            adapter = self.create_adapter(name)
             try:
+                adapter = self.create_adapter(name)
                 await adapter.start(self.sessions)
+            except ModuleNotFoundError as exc:
+                log.error(
+                    "adapter %s needs %s, which is not installed: pip install 'threadwright[%s]'",
+                    name,
+                    exc.name,
+                    name,
+                )
+                for other in started:
+                    await other.stop()
+                return 1
             except Exception as exc:
                 log.error("adapter %s failed to start: %s", name, exc)
                 for other in started:
