@@ -335,6 +335,17 @@ class SlackAdapter(ChatAdapter):
             first = first or ts
         return first
 
+    async def post_file(self, thread: ThreadKey, filename: str, content: str, comment: str) -> None:
+        """A text file in the thread (a long ``/diff``), as a Slack snippet."""
+        await self.patient_client.files_upload_v2(
+            channel=channel_of(thread),
+            thread_ts=thread.thread,
+            content=self.redactor.redact(content),
+            filename=filename,
+            title=filename,
+            initial_comment=self.render_text(comment),
+        )
+
     async def post_root(self, channel: str, mrkdwn: str) -> str:
         """A new top-level message (a slash command's task); its ts names the thread."""
         return await self._post(channel, mrkdwn, None)
