@@ -247,9 +247,7 @@ class AgentSession:
                     await result
             except Exception:
                 log.exception("session %s: a listener failed on %s", self.id, kind)
-        plugins = self.runtime.plugins
-        if plugins.pm.hook.session_event.get_hookimpls():
-            await plugins.acall_each("session_event", session=self, event=event)
+        await self.runtime.plugins.acall_each("session_event", session=self, event=event)
         return event
 
     # --- the loop -----------------------------------------------------------
@@ -567,9 +565,10 @@ class AgentSession:
 
     def _append(self, message: dict[str, Any]) -> None:
         # Whatever enters the history (a pasted token, a model's echo) is redacted
-        # before it reaches the store or the next prompt.
+        # before it reaches the store or the next prompt. Tool output was redacted
+        # by the runner already, before any event carried it.
         content = message.get("content")
-        if isinstance(content, str) and content:
+        if isinstance(content, str) and content and message.get("role") != "tool":
             message["content"] = redact(content)
         self.history.append(message)
         self._unsaved.append(message)

@@ -79,11 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
+def _load(args: argparse.Namespace) -> Config:
     from bot.config import ConfigError, load_config
 
     try:
-        return load_config(args.config, overrides=overrides)
+        return load_config(args.config)
     except ConfigError as exc:
         print(f"threadwright: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -129,14 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
     config = _load(args)
     if args.workspace:
         config.workspace.root = args.workspace
     if args.model:
         config.routing.local_model = args.model
     _setup_logging(config, args, default="WARNING")
-    del overrides
     return asyncio.run(_chat(config, args))
 
 

@@ -284,11 +284,12 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, mappings merged key by key, anything else replaced."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = merge_settings(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -359,7 +360,7 @@ def load_config(
     if any(name.startswith("THREADWRIGHT__") for name in env):
         source += " (with THREADWRIGHT__* environment overrides)"
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = merge_settings(data, overrides)
     if isinstance(data.get("web"), dict) and data["web"].get("token"):
         raise ConfigError(
             f"{source}: web.token: do not write the token in the file; "

@@ -18,10 +18,6 @@ log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[["Host"], ChatAdapter]
 
-# How long running sessions get to reach a loop boundary on shutdown (the
-# default of the config key sessions.shutdown_grace, which is what is used).
-SHUTDOWN_GRACE_S = 20.0
-
 
 class Host:
     def __init__(
@@ -79,7 +75,7 @@ class Host:
             try:
                 impl.function(register=register, config=self.config)
             except Exception as exc:
-                plugins._record_failure(impl.plugin_name, "register_adapters", exc)
+                plugins.record_failure(impl.plugin_name, "register_adapters", exc)
         return factories
 
     def create_adapter(self, name: str) -> ChatAdapter:

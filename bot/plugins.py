@@ -14,7 +14,7 @@ import importlib
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,7 @@ class PluginHost:
                 args = {name: kwargs[name] for name in impl.argnames}
                 value = impl.function(**args)
             except Exception as exc:
-                self._record_failure(impl.plugin_name, hook_name, exc)
+                self.record_failure(impl.plugin_name, hook_name, exc)
                 continue
             results.append(HookResult(impl.plugin_name, value))
         return results
@@ -100,12 +100,12 @@ class PluginHost:
             try:
                 value = await await_me_maybe(item.value)
             except Exception as exc:
-                self._record_failure(item.plugin, hook_name, exc)
+                self.record_failure(item.plugin, hook_name, exc)
                 continue
             results.append(HookResult(item.plugin, value))
         return results
 
-    def _record_failure(self, plugin: str, hook: str, exc: BaseException) -> None:
+    def record_failure(self, plugin: str, hook: str, exc: BaseException) -> None:
         log.error(
             "plugin %r failed in hook %s: %s: %s",
             plugin,
@@ -144,7 +144,7 @@ def make_plugin_manager(
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            host._record_failure(module_name, "import", exc)
+            host.record_failure(module_name, "import", exc)
             continue
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
@@ -162,7 +162,7 @@ def _load_entrypoints(host: PluginHost, allow: str | None) -> None:
         try:
             plugin = ep.load()
         except Exception as exc:
-            host._record_failure(ep.name, "load", exc)
+            host.record_failure(ep.name, "load", exc)
             continue
         if host.pm.is_registered(plugin):
             continue
@@ -174,7 +174,4 @@ def _load_entrypoints(host: PluginHost, allow: str | None) -> None:
         try:
             host.pm.register(plugin, name=name)
         except Exception as exc:
-            host._record_failure(ep.name, "register", exc)
-
-
-RegisterFn = Callable[..., None]
+            host.record_failure(ep.name, "register", exc)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOP_WORDS = frozenset({"stop", "cancel", "abort"})
 STOP_REACTIONS = frozenset({"x", "❌", "octagonal_sign", "🛑"})
 CONTROL_COMMANDS = frozenset({"help", "status", "stop", "diff", "undo", "model"})
 _STOP_TEXT = re.compile(r"^\s*[/!]?(stop|cancel|abort)\s*[.!]*\s*$", re.IGNORECASE)

@@ -146,7 +146,6 @@ class StreamingMessage:
         self._text = ""
         self._next_allowed = 0.0
         self._dirty = asyncio.Event()
-        self._finishing = False
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -170,7 +169,6 @@ class StreamingMessage:
             self.update(text)
         if self._task is None:
             return True
-        self._finishing = True
         self._dirty.set()
         try:
             await asyncio.wait_for(self._synced.wait(), FINISH_DEADLINE_S)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, Secrets
+from bot.config import Config, Secrets, merge_settings
 from bot.host import Host
 from bot.plugins import make_plugin_manager
 from bot.store.base import SessionRecord, open_store
-from bot.testing import ScriptedOllama
+from bot.testing import ScriptedOllama, tool_call
 from bot.testing.harness import make_test_config
 from plugins.slack.adapter import SlackAdapter
 from tests.emulators.slack import SlackEmulator, SlackMessage
@@ -33,8 +33,7 @@ CURSOR = "▍"
 SIGNING_SECRET = "http-secret"
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def user_messages(request: dict[str, Any]) -> list[str]:
@@ -49,12 +48,7 @@ def slack_config(tmp_path: Path, ollama_url: str, emu: SlackEmulator, **override
         "slack": {"edit_interval": 0.2},
         "adapters": ["slack"],
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(settings.get(key), dict):
-            settings[key] = {**settings[key], **value}
-        else:
-            settings[key] = value
-    config: Config = make_test_config(workspace, ollama_url, **settings)
+    config = make_test_config(workspace, ollama_url, **merge_settings(settings, overrides))
     config.slack_api_url = emu.api_url
     config.secrets = Secrets(
         slack_bot_token=emu.bot_token,

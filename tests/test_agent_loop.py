@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.events import AgentEventKind
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import make_test_config, running_host
 
-
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def messages_of(request: dict[str, Any], role: str) -> list[dict[str, Any]]:

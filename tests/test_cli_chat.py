@@ -9,9 +9,8 @@ import random
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 
 CONFIG = """
 routing:
@@ -23,8 +22,7 @@ tools:
 """
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def workspace_with_config(tmp_path: Path) -> Path:

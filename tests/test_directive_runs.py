@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.events import AgentEventKind, ChatEventKind
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import make_test_config, running_host
 
 REFACTOR = """---
@@ -24,8 +24,7 @@ Refactor $1 carefully. All arguments: $ARGUMENTS
 """
 
 
-def call(tool: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": tool, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def make_workspace(tmp_path: Path) -> Path:

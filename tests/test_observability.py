@@ -15,15 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import hookimpl, observability
 from bot.observability.server import server_for
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import RecordingAdapter, make_test_config, running_host
 from plugins.observability import METER_PLUGIN_NAME
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def parse(text: str) -> Samples:

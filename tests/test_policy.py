@@ -16,14 +16,13 @@ import pytest
 
 from bot.config import Secrets
 from bot.events import AgentEventKind, ChatEventKind
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import RecordingAdapter, make_test_config, running_host
 
 SECRET = "xoxb-4242-super-secret-token"
 
 
-def call(tool: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": tool, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 @pytest.fixture

@@ -27,12 +27,10 @@ from bot.restarts import (
     WAITING,
 )
 from bot.store.base import open_store
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import RecordedTurn, RecordingAdapter, make_test_config
 
-
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 class AdapterPlugin:

@@ -9,7 +9,7 @@ from bot.agent import TurnOptions
 from bot.complexity import Signals, parse_wish, score
 from bot.events import AgentEventKind
 from bot.store.base import open_store
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import make_test_config, running_host
 
 LOCAL = "qwen3:4b"
@@ -17,8 +17,7 @@ CLOUD = "qwen3-coder:480b-cloud"
 FALLBACK = "qwen3:8b"
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def models(server: ScriptedOllama) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 
 from bot import hookimpl
 from bot.events import AgentEventKind
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import RecordingAdapter, make_test_config, running_host
 from plugins.web.adapter import WebAdapter, WebStartError
 
@@ -30,8 +30,7 @@ POST_HEADERS = {"X-Threadwright": "1", "Content-Type": "application/json"}
 EVENT_KINDS = {k.value for k in AgentEventKind} | {"turn", "reaction", "reset"}
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.events import AgentEventKind, ThreadKey
-from bot.testing import Reply, ScriptedOllama
+from bot.testing import Reply, ScriptedOllama, tool_call
 from bot.testing.harness import RecordedTurn, RecordingAdapter, make_test_config, running_host
 from bot.tools.base import ToolError
 from bot.tools.workspace import resolve_in_workspace
@@ -52,8 +52,7 @@ def make_repo(tmp_path: Path, name: str = "repo") -> Path:
     return repo
 
 
-def call(name: str, **arguments: Any) -> dict[str, Any]:
-    return {"name": name, "arguments": arguments}
+call = tool_call  # the shared helper, under the short name these tests use
 
 
 def first_user_text(body: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ class ModelRegistry:
             try:
                 impl.function(register=register, config=config)
             except Exception as exc:
-                host._record_failure(impl.plugin_name, "register_model_providers", exc)
+                host.record_failure(impl.plugin_name, "register_model_providers", exc)
         return cls(config, providers)
 
     def endpoint_for(self, model: str) -> ModelEndpoint:

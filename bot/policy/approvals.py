@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from bot.policy.redaction import redact
+
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRequest:
@@ -159,7 +161,8 @@ class ChatApprover:
         key = self.scope_key(request)
         if key in self.allowed_for_thread:
             return ApprovalDecision(approved=True, by="earlier approval", scope="thread")
-        what = request.summary or f"{request.tool} {request.arguments}"
+        # What the model asked to run may quote a secret it saw.
+        what = redact(request.summary or f"{request.tool} {request.arguments}")
         text = (
             f"🔐 I want to run `{what}`\n"
             f"It needs approval because {request.reason or 'the policy asks'}.\n"

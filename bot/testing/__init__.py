@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.testing.ollama_server import RecordedRequest, Reply, ScriptedOllama
+    from bot.testing.ollama_server import RecordedRequest, Reply, ScriptedOllama, tool_call
 
-__all__ = ["RecordedRequest", "Reply", "ScriptedOllama"]
+__all__ = ["RecordedRequest", "Reply", "ScriptedOllama", "tool_call"]
 
 
 def __getattr__(name: str) -> Any:

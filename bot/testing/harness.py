@@ -23,6 +23,7 @@ from bot.policy.approvals import ApprovalDecision, ApprovalRequest, Approver
 
 if TYPE_CHECKING:
     from bot.agent import AgentSession
+    from bot.config import Config
     from bot.host import Host
     from bot.sessions import SessionManager
 
@@ -166,23 +167,23 @@ class RecordingAdapter(ChatAdapter):
 _EMPTY_CONFIG = Path(__file__).with_name("empty_config.yaml")
 
 
-def make_test_config(workspace: Path, model_url: str, **overrides: Any) -> Any:
-    """A Config for tests: workspace, store under it, model at ``model_url``."""
-    from bot.config import load_config
+def make_test_config(workspace: Path, model_url: str, **overrides: Any) -> Config:
+    """A Config for tests: workspace, store under it, model at ``model_url``;
+    ``overrides`` are merged over these defaults section by section."""
+    from bot.config import load_config, merge_settings
 
-    data: dict[str, Any] = {
+    defaults: dict[str, Any] = {
         "workspace": {"root": str(workspace)},
         "store": {"path": str(workspace.parent / f"{workspace.name}-store.db")},
         "routing": {"local_model": "qwen3:4b", "request_timeout": 30},
         "access": {"allowed_users": ["alice", "bob", "carol"], "approvers": ["alice"]},
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
     # The cwd may hold an agent_config.yaml; tests must not read it.
-    return load_config(_EMPTY_CONFIG, env={"OLLAMA_HOST": model_url}, overrides=data)
+    return load_config(
+        _EMPTY_CONFIG,
+        env={"OLLAMA_HOST": model_url},
+        overrides=merge_settings(defaults, overrides),
+    )
 
 
 @asynccontextmanager

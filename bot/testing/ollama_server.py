@@ -99,6 +99,11 @@ class Reply:
             self.error = _STATUS_ERRORS.get(self.status, f"HTTP {self.status}")
 
 
+def tool_call(name: str, /, **arguments: Any) -> dict[str, Any]:
+    """A tool call for :attr:`Reply.tool_calls`: ``tool_call("bash", command="ls")``."""
+    return {"name": name, "arguments": arguments}
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
     """One request as the server received it.

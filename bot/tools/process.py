@@ -51,11 +51,11 @@ _EXIT_AFTER_KILL_S = 2.0
 
 _GIB = 1024**3
 
-# POSIX sh (dash here) takes one option per ``ulimit``; -f and -c count
-# 512-byte blocks, -v KiB. A limit above an existing hard limit fails and is
-# skipped: the inherited one is stricter already.
+# POSIX sh (dash here) takes one option per ``ulimit`` and counts -f and -c in
+# 512-byte blocks; bash counts them in 1024-byte blocks. Both count -v in KiB.
 _LIMIT_SHELL = "/bin/sh"
-_ULIMIT_UNITS = {"t": 1, "f": 512, "v": 1024, "c": 512, "u": 1}
+_SH_UNITS = {"t": 1, "f": 512, "v": 1024, "c": 512, "u": 1}
+_BASH_UNITS = {"t": 1, "f": 1024, "v": 1024, "c": 1024, "u": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,26 +76,10 @@ class ResourceLimits:
     core_bytes: int | None = 0
     nproc: int | None = None
 
-    def bash_prefix(self) -> str:
-        """The same limits as bash builtins, to put before a ``bash -c`` script: no
-        extra process, so about 1.5 ms less per command than :meth:`launcher_argv`.
-        (bash counts -f and -c in 1024-byte blocks, -v in KiB.)"""
-        pairs = [
-            ("t", self.cpu_seconds, 1),
-            ("f", self.file_size_bytes, 1024),
-            ("v", self.address_space_bytes, 1024),
-            ("c", self.core_bytes, 1024),
-            ("u", self.nproc, 1),
-        ]
-        steps = [
-            f"ulimit -{flag} {value // unit} 2>/dev/null; "
-            for flag, value, unit in pairs
-            if value is not None
-        ]
-        return "".join(steps)
-
-    def launcher_argv(self) -> list[str]:
-        """The argv prefix that applies these limits, or ``[]`` when none is set."""
+    def ulimit_steps(self, units: Mapping[str, int]) -> str:
+        """``ulimit -X n 2>/dev/null; `` for each limit set, in the shell's ``units``
+        (bytes per block for each flag). A limit above an existing hard limit fails
+        and is skipped: the inherited one is stricter already."""
         pairs = [
             ("t", self.cpu_seconds),
             ("f", self.file_size_bytes),
@@ -103,14 +87,21 @@ class ResourceLimits:
             ("c", self.core_bytes),
             ("u", self.nproc),
         ]
-        steps = [
-            f"ulimit -{flag} {value // _ULIMIT_UNITS[flag]} 2>/dev/null"
+        return "".join(
+            f"ulimit -{flag} {value // units[flag]} 2>/dev/null; "
             for flag, value in pairs
             if value is not None
-        ]
-        if not steps:
-            return []
-        return [_LIMIT_SHELL, "-c", "; ".join(steps) + '; exec "$@"', "sh"]
+        )
+
+    def bash_prefix(self) -> str:
+        """The limits as bash builtins, to put before a ``bash -c`` script: no extra
+        process, so about 1.5 ms less per command than :meth:`launcher_argv`."""
+        return self.ulimit_steps(_BASH_UNITS)
+
+    def launcher_argv(self) -> list[str]:
+        """The argv prefix that applies these limits, or ``[]`` when none is set."""
+        steps = self.ulimit_steps(_SH_UNITS)
+        return [_LIMIT_SHELL, "-c", steps + 'exec "$@"', "sh"] if steps else []
 
 
 DEFAULT_LIMITS = ResourceLimits()

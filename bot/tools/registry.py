@@ -49,12 +49,12 @@ class ToolRegistry:
                 try:
                     registry.add(item, plugin=_plugin)
                 except Exception as exc:  # a malformed tool is the plugin's bug, not ours
-                    host._record_failure(_plugin, "register_tools", exc)
+                    host.record_failure(_plugin, "register_tools", exc)
 
             try:
                 impl.function(register=register, config=config)
             except Exception as exc:
-                host._record_failure(plugin, "register_tools", exc)
+                host.record_failure(plugin, "register_tools", exc)
         return registry
 
     def get(self, name: str) -> Tool | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bot.events import AgentEventKind, DoneReason, ThreadKey
+from bot.policy.redaction import redact
 from bot.render import clip
 from bot.workspaces.git import WorkspaceError
 from bot.workspaces.worktrees import BranchDiff, Worktree, WorktreeManager
@@ -284,14 +285,15 @@ class SessionWorkspaces:
             await self._publish(worktree, thread, adapter, title=title)
 
     async def _post_diff(self, diff: BranchDiff, thread: ThreadKey, adapter: ChatAdapter) -> None:
+        # The branch's files may hold a secret the agent wrote: redact what leaves.
         text = format_diff(diff)
         if len(text) > DIFF_INLINE_CHARS and isinstance(adapter, FileAttaching):
             name = diff.branch.replace("/", "-") + ".diff"
-            await adapter.post_file(thread, name, diff.patch, summary_of_diff(diff))
+            await adapter.post_file(thread, name, redact(diff.patch), summary_of_diff(diff))
             return
         if len(text) > DIFF_INLINE_CHARS:
             text = format_diff(diff, limit=DIFF_INLINE_CHARS)
-        await adapter.post_notice(thread, text)
+        await adapter.post_notice(thread, redact(text))
 
     # --- clean-up -------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import ChatAdapter, TurnRenderer
 from bot.events import ChatEvent, ChatEventKind, ThreadKey
-from bot.policy.redaction import Redactor
+from bot.policy.redaction import redact
 from bot.streaming import split_text
 from plugins.slack.approvals import (
     ApprovalQuestions,
@@ -76,7 +76,6 @@ class SlackAdapter(ChatAdapter):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redactor = Redactor(config.secrets.values())
         self.questions = ApprovalQuestions()
         self.connection: Connection | None = None
         self.app: AsyncApp | None = None
@@ -302,7 +301,7 @@ class SlackAdapter(ChatAdapter):
 
     def render_text(self, markdown: str) -> str:
         """Markdown → mrkdwn, with secrets masked: the last step before Slack."""
-        return markdown_to_mrkdwn(self.redactor.redact(markdown))
+        return markdown_to_mrkdwn(redact(markdown))
 
     def renderer(self, session: AgentSession, trigger: ChatEvent | None) -> TurnRenderer:
         thread = session.thread
@@ -315,7 +314,7 @@ class SlackAdapter(ChatAdapter):
             await self.patient_client.files_upload_v2(
                 channel=channel,
                 thread_ts=thread.thread,
-                content=self.redactor.redact(content),
+                content=redact(content),
                 filename=filename,
                 title=title,
             )
@@ -340,7 +339,7 @@ class SlackAdapter(ChatAdapter):
         await self.patient_client.files_upload_v2(
             channel=channel_of(thread),
             thread_ts=thread.thread,
-            content=self.redactor.redact(content),
+            content=redact(content),
             filename=filename,
             title=filename,
             initial_comment=self.render_text(comment),
