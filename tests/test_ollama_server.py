@@ -469,3 +469,71 @@ async def test_pytest_plugin_imports_no_server_code() -> None:
     )
     out, _ = await process.communicate()
     assert out.decode().strip() == "False"
+
+
+async def test_runaway_honours_num_predict_with_length(scripted_ollama: ScriptedOllama) -> None:
+    scripted_ollama.script(
+        Reply(content="ab", runaway="xy", chunk_size=1, tool_calls=[{"name": "t"}]),
+        Reply(content="ab", runaway="xy", chunk_size=1, runaway_frames=3),
+    )
+    body = {"model": "m", "messages": USER, "options": {"num_predict": 5}}
+    _, lines = await raw_lines(scripted_ollama.url, "/api/chat", body)
+    chunks = [json.loads(line) for line in lines if line]
+    assert "".join(c["message"]["content"] for c in chunks) == "abxyx"
+    assert not any("tool_calls" in c["message"] for c in chunks), "cut before its calls"
+    assert chunks[-1]["done_reason"] == "length" and chunks[-1]["eval_count"] == 5
+    # A finite runaway without a cap ends as scripted.
+    _, lines = await raw_lines(scripted_ollama.url, "/api/chat", body | {"options": {}})
+    chunks = [json.loads(line) for line in lines if line]
+    assert "".join(c["message"]["content"] for c in chunks) == "abxyx"
+    assert chunks[-1]["done_reason"] == "stop"
+
+
+async def test_runaway_over_openai_and_stream_false(scripted_ollama: ScriptedOllama) -> None:
+    scripted_ollama.script(
+        Reply(runaway="la ", chunk_size=3),
+        Reply(runaway="la ", chunk_size=3, ignore_max_tokens=True, runaway_frames=6),
+        Reply(content="x", runaway="la ", chunk_size=3),
+    )
+    body = {"model": "m", "messages": USER, "stream": True, "max_tokens": 4}
+    _, events = await sse_events(scripted_ollama.url, body)
+    objects = [json.loads(e) for e in events[:-1]]
+    deltas = [o["choices"][0]["delta"] for o in objects]
+    assert deltas[0]["role"] == "assistant"
+    assert "".join(d.get("content", "") for d in deltas) == "la " * 4
+    assert objects[-1]["choices"][0]["finish_reason"] == "length"
+    _, events = await sse_events(scripted_ollama.url, body)
+    assert (
+        "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+        == "la " * 6
+    ), "a server that ignores max_tokens"
+    async with httpx.AsyncClient() as http:
+        whole = await http.post(
+            scripted_ollama.url + "/api/chat",
+            json={"model": "m", "messages": USER, "stream": False, "options": {"num_predict": 3}},
+        )
+    assert whole.json()["message"]["content"] == "xla la "
+    assert whole.json()["done_reason"] == "length"
+
+
+async def test_an_endless_runaway_streams_until_the_client_leaves(
+    scripted_ollama: ScriptedOllama,
+) -> None:
+    scripted_ollama.script(Reply(runaway="again ", chunk_size=6, chunk_delay=0.005))
+    seen = 0
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST", scripted_ollama.url + "/api/chat", json={"model": "m", "messages": USER}
+        ) as response,
+    ):
+        async for line in response.aiter_lines():
+            assert json.loads(line)["message"]["content"] == "again "
+            seen += 1
+            if seen == 40:
+                break
+    async with asyncio.timeout(3):
+        while not scripted_ollama.abandoned_streams:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.02)
+    assert scripted_ollama.abandoned_streams[0] >= 40
+    assert scripted_ollama.responses_finished == []

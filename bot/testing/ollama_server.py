@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import hashlib
 import inspect
+import itertools
 import json
 import re
 import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -72,6 +73,15 @@ class Reply:
     chunk's place, so the stream breaks after the content; ``hang`` stops after
     the first chunk until the client goes away. ``done_content`` and
     ``tool_calls_on_done`` put leftovers on the final chunk, as Ollama may.
+
+    ``runaway`` plays a model that will not stop: after ``content`` it streams
+    again and again, one frame per ``chunk_size`` characters ``chunk_delay``
+    apart, for ``runaway_frames`` frames (``None``: until the client goes away),
+    then the reply ends as scripted. Like a real server, the reply stops after
+    as many thinking/content frames (tokens) as the request's ``num_predict``
+    (native) or ``max_tokens`` (OpenAI) allow and ends with ``done_reason`` /
+    ``finish_reason`` ``"length"``, its tool calls unsent;
+    ``ignore_max_tokens`` plays a server that ignores the cap.
     """
 
     content: str = ""
@@ -90,6 +100,9 @@ class Reply:
     disconnect: bool = False
     done_content: str = ""
     tool_calls_on_done: bool = False
+    runaway: str = ""
+    runaway_frames: int | None = None
+    ignore_max_tokens: bool = False
     signin_url: str = "https://ollama.com/connect?name=scripted&key=c2NyaXB0ZWQ"
 
     def __post_init__(self) -> None:
@@ -122,6 +135,15 @@ class RecordedRequest:
 
 
 ReplyFactory = Callable[[dict[str, Any]], "Reply | Awaitable[Reply]"]
+
+
+@dataclass(slots=True)
+class _Played:
+    """How far one streamed answer got: token frames written, and whether the cap cut it."""
+
+    tokens: int = 0
+    frames: int = 0
+    cut: bool = False
 
 
 @dataclass(slots=True)
@@ -170,6 +192,38 @@ def _keep_alive_seconds(value: Any) -> float | None:
             return DEFAULT_KEEP_ALIVE_S
         seconds = sum(float(n) * units[u] for n, u in parts)
     return None if seconds < 0 else seconds
+
+
+def _runaway_pieces(reply: Reply) -> Iterator[str]:
+    """The runaway text in ``chunk_size`` pieces, cycled (endlessly when no count is set)."""
+    if not reply.runaway:
+        return iter(())
+    pieces = itertools.cycle(_split(reply.runaway, reply.chunk_size))
+    return itertools.islice(pieces, reply.runaway_frames)
+
+
+def _token_pieces(reply: Reply, *, done_content: bool) -> Iterator[tuple[str, str]]:
+    """``("thinking"|"content", text)`` per token frame: thinking, content, the runaway,
+    and (``done_content``) the leftovers, for APIs that have no final chunk to carry them."""
+    size = reply.chunk_size
+    for text in _split(reply.thinking, size):
+        yield "thinking", text
+    leftover = reply.done_content if done_content else ""
+    # Content and leftovers split as one text, unless a runaway goes between them.
+    for text in _split(reply.content + ("" if reply.runaway else leftover), size):
+        yield "content", text
+    for text in _runaway_pieces(reply):
+        yield "content", text
+    if reply.runaway:
+        for text in _split(leftover, size):
+            yield "content", text
+
+
+def _output_cap(value: Any, reply: Reply) -> int | None:
+    """The output token cap a request asked for, unless this reply ignores it."""
+    if reply.ignore_max_tokens or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if value > 0 else None  # Ollama: -1 is "no limit", -2 "fill the context"
 
 
 def _estimate_tokens(text: str) -> int:
@@ -250,6 +304,9 @@ class ScriptedOllama:
         # time.monotonic() when the last byte of each complete chat answer was
         # written: benchmarks measure the client's gap to its next request.
         self.responses_finished: list[float] = []
+        # For each chat stream the client closed before its end: how many token
+        # (thinking/content) frames had gone out. Tests see a client cut a runaway here.
+        self.abandoned_streams: list[int] = []
         self.url = ""
         self._host, self._port = host, port
         self._shared: deque[Reply] = deque()
@@ -425,14 +482,20 @@ class ScriptedOllama:
         self._load(model, body)
         return reply, None, ""
 
-    def _metrics(self, reply: Reply, body: dict[str, Any], started: int) -> dict[str, int]:
+    def _metrics(
+        self, reply: Reply, body: dict[str, Any], started: int, played: _Played | None = None
+    ) -> dict[str, int]:
         prompt = "".join(str(m.get("content") or "") for m in body.get("messages") or [])
         prompt += _compact(body.get("tools") or [])
         output = reply.thinking + reply.content + reply.done_content + _compact(reply.tool_calls)
         prompt_count = reply.prompt_eval_count
         if prompt_count is None:
             prompt_count = _estimate_tokens(prompt)
-        eval_count = reply.eval_count if reply.eval_count is not None else _estimate_tokens(output)
+        eval_count = reply.eval_count
+        if eval_count is None:
+            # A runaway or a capped answer is as long as what went out.
+            cut_short = played is not None and (played.cut or reply.runaway)
+            eval_count = played.tokens if played and cut_short else _estimate_tokens(output)
         load_ns, prompt_ns, eval_ns = 1_200_000, prompt_count * 50_000, eval_count * 1_000_000
         return {
             "total_duration": max(time.monotonic_ns() - started, load_ns + prompt_ns + eval_ns),
@@ -448,30 +511,51 @@ class ScriptedOllama:
         request: web.Request,
         reply: Reply,
         content_type: str,
-        frames: list[bytes],
+        frames: tuple[Iterable[bytes], list[bytes]],
         error_frame: bytes,
-        final_frames: Callable[[], list[bytes]],
+        final_frames: Callable[[_Played], list[bytes]],
+        cap: int | None,
     ) -> web.StreamResponse:
-        """Stream ``frames``, then the error, a dropped connection, or the end."""
+        """Stream the token frames (at most ``cap``), the tool-call frames unless the cap
+        cut the answer, then the error, a dropped connection, or the end."""
+        tokens, calls = frames
         response = web.StreamResponse(headers={"Content-Type": content_type})
         await response.prepare(request)
-        for index, frame in enumerate(frames):
-            if index and reply.chunk_delay:
+        played = _Played()
+
+        async def send(frame: bytes) -> None:
+            if played.frames and (reply.chunk_delay or reply.runaway):
+                # sleep(0) too: a fast endless runaway must still let the client run.
                 await asyncio.sleep(reply.chunk_delay)
             await response.write(frame)
+            played.frames += 1
             if reply.hang:
                 await _wait_until_cancelled()
-        if reply.midstream_error is not None:
-            await response.write(error_frame)
-        elif reply.disconnect:
-            if request.transport is not None:
-                request.transport.abort()
-            await _wait_until_cancelled()
-        else:
-            for frame in final_frames():
-                await response.write(frame)
-            await response.write_eof()
-            self.responses_finished.append(time.monotonic())
+
+        try:
+            for frame in tokens:
+                if cap is not None and played.tokens >= cap:
+                    played.cut = True
+                    break
+                await send(frame)
+                played.tokens += 1
+            for frame in [] if played.cut else calls:
+                await send(frame)
+            if reply.midstream_error is not None:
+                await response.write(error_frame)
+            elif reply.disconnect:
+                if request.transport is not None:
+                    request.transport.abort()
+                await _wait_until_cancelled()
+            else:
+                for frame in final_frames(played):
+                    await response.write(frame)
+                await response.write_eof()
+                self.responses_finished.append(time.monotonic())
+        except (asyncio.CancelledError, ConnectionResetError):
+            if not reply.disconnect:
+                self.abandoned_streams.append(played.tokens)
+            raise
         return response
 
     # -- native API ----------------------------------------------------------
@@ -577,13 +661,19 @@ class ScriptedOllama:
                 self._loaded.pop(model, None)
 
     def _native_final(
-        self, body: dict[str, Any], reply: Reply, started: int, message: dict[str, Any]
+        self,
+        body: dict[str, Any],
+        reply: Reply,
+        started: int,
+        message: dict[str, Any],
+        played: _Played | None = None,
     ) -> dict[str, Any]:
         head = {"model": body["model"], "created_at": _now_rfc3339(), "message": message}
+        reason = "length" if played is not None and played.cut else reply.done_reason
         return (
             head
-            | {"done": True, "done_reason": reply.done_reason}
-            | self._metrics(reply, body, started)
+            | {"done": True, "done_reason": reason}
+            | self._metrics(reply, body, started, played)
         )
 
     async def _stream_native(
@@ -591,39 +681,56 @@ class ScriptedOllama:
     ) -> web.StreamResponse:
         model = str(body["model"])
         calls = _native_calls(reply)
-        chunks = [
-            _native_chunk(model, thinking=t) for t in _split(reply.thinking, reply.chunk_size)
-        ]
-        chunks += [_native_chunk(model, c) for c in _split(reply.content, reply.chunk_size)]
+        tokens = (
+            _native_chunk(model, thinking=text)
+            if kind == "thinking"
+            else _native_chunk(model, text)
+            for kind, text in _token_pieces(reply, done_content=False)
+        )
+        tail = []
         if calls and not reply.tool_calls_on_done:
-            chunks.append(_native_chunk(model, tool_calls=calls))
-        if not chunks:
-            chunks.append(_native_chunk(model))
+            tail.append(_native_chunk(model, tool_calls=calls))
+        if not (reply.thinking or reply.content or reply.runaway or tail):
+            tail.append(_native_chunk(model))
 
-        def final() -> list[bytes]:
-            message: dict[str, Any] = {"role": "assistant", "content": reply.done_content}
-            if calls and reply.tool_calls_on_done:
+        def final(played: _Played) -> list[bytes]:
+            leftover = "" if played.cut else reply.done_content
+            message: dict[str, Any] = {"role": "assistant", "content": leftover}
+            if calls and reply.tool_calls_on_done and not played.cut:
                 message["tool_calls"] = calls
-            return [_ndjson(self._native_final(body, reply, started, message))]
+            return [_ndjson(self._native_final(body, reply, started, message, played))]
 
-        frames = [_ndjson(chunk) for chunk in chunks]
+        frames = ((_ndjson(chunk) for chunk in tokens), [_ndjson(chunk) for chunk in tail])
         error_frame = _ndjson({"error": reply.midstream_error})
-        return await self._play(request, reply, NDJSON, frames, error_frame, final)
+        cap = _output_cap((body.get("options") or {}).get("num_predict"), reply)
+        return await self._play(request, reply, NDJSON, frames, error_frame, final, cap)
 
     async def _whole_native(
         self, request: web.Request, body: dict[str, Any], reply: Reply, started: int
     ) -> web.StreamResponse:
-        if reply.hang or reply.disconnect:
+        cap = _output_cap((body.get("options") or {}).get("num_predict"), reply)
+        endless = reply.runaway and reply.runaway_frames is None and cap is None
+        if reply.hang or reply.disconnect or endless:
             if reply.disconnect and request.transport is not None:
                 request.transport.abort()
             await _wait_until_cancelled()
         if reply.midstream_error is not None:
             return web.json_response({"error": reply.midstream_error}, status=500)
-        message = _native_chunk("", reply.content + reply.done_content, thinking=reply.thinking)
-        message = message["message"] | (
-            {"tool_calls": _native_calls(reply)} if reply.tool_calls else {}
+        pieces = list(
+            itertools.islice(
+                _token_pieces(reply, done_content=True), None if cap is None else cap + 1
+            )
         )
-        return web.json_response(self._native_final(body, reply, started, message), dumps=_compact)
+        played = _Played(cut=cap is not None and len(pieces) > cap)
+        pieces = pieces[:cap]
+        played.tokens = played.frames = len(pieces)
+        text = "".join(t for kind, t in pieces if kind == "content")
+        thinking = "".join(t for kind, t in pieces if kind == "thinking")
+        message = _native_chunk("", text, thinking=thinking)["message"]
+        if reply.tool_calls and not played.cut:
+            message["tool_calls"] = _native_calls(reply)
+        final = self._native_final(body, reply, started, message, played)
+        return web.json_response(final, dumps=_compact)
 
     async def _pull(self, request: web.Request) -> web.StreamResponse:
         body = request[_BODY]
@@ -685,11 +792,11 @@ class ScriptedOllama:
         def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
             return _sse(base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
-        deltas: list[dict[str, Any]] = [
-            {"reasoning": t} for t in _split(reply.thinking, reply.chunk_size)
-        ]
-        text = reply.content + reply.done_content
-        deltas += [{"content": c} for c in _split(text, reply.chunk_size)]
+        token_deltas = (
+            {"reasoning": text} if kind == "thinking" else {"content": text}
+            for kind, text in _token_pieces(reply, done_content=True)
+        )
+        call_deltas: list[dict[str, Any]] = []
         for index, call in enumerate(reply.tool_calls):
             # Arguments go out as a JSON string in about three fragments, as
             # vLLM and llama.cpp send them; clients must join them by index.
@@ -697,26 +804,45 @@ class ScriptedOllama:
             arguments = arguments if isinstance(arguments, str) else _compact(arguments)
             head = {"index": index, "id": call.get("id") or _new_call_id(), "type": "function"}
             function = {"name": call["name"], "arguments": ""}
-            deltas.append({"tool_calls": [head | {"function": function}]})
+            call_deltas.append({"tool_calls": [head | {"function": function}]})
             for piece in _split(arguments, max(1, -(-len(arguments) // 3))):
-                deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-        # The role rides on the first delta, as Ollama sends it.
-        deltas = deltas or [{"content": ""}]
-        deltas[0] = {"role": "assistant"} | deltas[0]
-        frames = [event(delta) for delta in deltas]
+                call_deltas.append(
+                    {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                )
 
-        def final() -> list[bytes]:
-            ending = [event({}, "tool_calls" if reply.tool_calls else reply.done_reason)]
+        def with_role(deltas: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            # The role rides on the first delta, as Ollama sends it.
+            for number, delta in enumerate(deltas):
+                yield ({"role": "assistant"} | delta) if number == 0 else delta
+
+        has_tokens = bool(reply.thinking or reply.content or reply.done_content or reply.runaway)
+        token_frames: Iterator[bytes]
+        if has_tokens:
+            token_frames = (event(d) for d in with_role(token_deltas))
+            call_frames = [event(d) for d in call_deltas]
+        else:
+            token_frames = iter(())
+            call_frames = [event(d) for d in with_role(call_deltas or [{"content": ""}])]
+
+        def final(played: _Played) -> list[bytes]:
+            # An answer cut while it wrote its calls still ends as "length".
+            finish = "tool_calls" if reply.tool_calls else "stop"
+            finish = reply.done_reason if reply.done_reason != "stop" else finish
+            ending = [event({}, "length" if played.cut else finish)]
             if (body.get("stream_options") or {}).get("include_usage"):
-                metrics = self._metrics(reply, body, started)
+                metrics = self._metrics(reply, body, started, played)
                 prompt, completion = metrics["prompt_eval_count"], metrics["eval_count"]
                 usage = {"prompt_tokens": prompt, "completion_tokens": completion}
                 usage["total_tokens"] = prompt + completion
                 ending.append(_sse(base | {"choices": [], "usage": usage}))
             return [*ending, b"data: [DONE]\n\n"]
 
+        cap = _output_cap(body.get("max_tokens") or body.get("max_completion_tokens"), reply)
         error_frame = _sse({"error": {"message": reply.midstream_error, "type": "api_error"}})
-        return await self._play(request, reply, "text/event-stream", frames, error_frame, final)
+        frames = (token_frames, call_frames)
+        return await self._play(
+            request, reply, "text/event-stream", frames, error_frame, final, cap
+        )
 
 
 async def _serve_forever(host: str, port: int, script: list[Reply]) -> None:
