@@ -2,9 +2,11 @@
 
 One turn: drain steering → build the prompt → route → stream the model's
 answer as events → run the tool calls it asked for → feed typed results back
-→ repeat, until the model stops calling tools, the iteration cap, an error
-or a stop. Each boundary persists the new messages, so a crash loses at most
-the step in flight.
+→ repeat, until the model stops calling tools, a limit of the run (steps,
+tokens, time: :mod:`bot.limits`) or of the step's answer, an error or a stop.
+An answer cut short is never taken for a finished one: the run ends as
+``truncated`` and says which setting cut it. Each boundary persists the new
+messages, so a crash loses at most the step in flight.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.context import ContextWindow
 from bot.events import AgentEvent, AgentEventKind, DoneReason, ThreadKey
+from bot.limits import RunLimits, Stop
 from bot.logs import bind_log_context
 from bot.models.base import ChatRequest, ModelError, ToolCall
+from bot.models.stream_limits import limit_stream
 from bot.policy.approvals import Approver
 from bot.policy.redaction import redact
+from bot.render import stop_mark
 from bot.routing import RouteDecision, SessionRouting
 from bot.steering import SteeringMessage, SteeringQueue
 from bot.toolcall_text import extract_text_tool_calls
@@ -102,11 +108,22 @@ class TurnStats:
 
 
 @dataclass(slots=True)
+class StepAnswer:
+    """What one model step said, and how its stream ended (``done_reason``)."""
+
+    content: str
+    calls: list[ToolCall]
+    done_reason: str | None = None
+    output_tokens: int = 0
+
+
+@dataclass(slots=True)
 class TurnOutcome:
     reason: DoneReason
     text: str
     stats: TurnStats
     error: str | None = None
+    stopped_by: str | None = None  # the setting that ended the run early, if one did
 
     @property
     def ok(self) -> bool:
@@ -262,6 +279,8 @@ class AgentSession:
         final_text = ""
         error: str | None = None
         reason = DoneReason.COMPLETED
+        limits = RunLimits(config)
+        stop: Stop | None = None
         bind_log_context(self.id, str(self.thread))
         self.record.status = "running"
         self.record.meta["turn_options"] = options.to_dict()
@@ -287,14 +306,12 @@ class AgentSession:
                 if self._pause_requested:
                     reason = DoneReason.INTERRUPTED
                     break
-                if stats.steps >= config.routing.max_loop_iterations:
-                    reason = DoneReason.MAX_ITERATIONS
-                    await self.emit(
-                        AgentEventKind.NOTICE,
-                        f"Stopped after {stats.steps} steps: the limit is "
-                        f"routing.max_loop_iterations = {config.routing.max_loop_iterations}. "
-                        "Reply to continue.",
-                    )
+                stop = limits.before_step(
+                    stats.steps, stats.prompt_tokens + stats.completion_tokens
+                )
+                if stop is not None:
+                    reason = stop.reason
+                    await self.emit(AgentEventKind.NOTICE, stop.message)
                     break
                 await self._apply_steering()
                 stats.steps += 1
@@ -303,7 +320,19 @@ class AgentSession:
                 decision = await self.routing.decide(
                     stats.steps, last.tokens if last else 0, last.budget if last else local_ctx
                 )
-                content, calls = await self._routed_step(decision, system_prompt, schemas, stats)
+                answer = await self._routed_step(decision, system_prompt, schemas, stats, limits)
+                content, calls = answer.content, answer.calls
+                stop = limits.step_cut(
+                    answer.done_reason, answer.output_tokens, stats.steps, len(calls)
+                )
+                if stop is not None:
+                    # Its calls stay unrun: the model was cut mid-answer. Keeping the
+                    # partial text lets a reply continue from it.
+                    self._append({"role": "assistant", "content": content})
+                    final_text = content
+                    reason = stop.reason
+                    await self.emit(AgentEventKind.NOTICE, stop.message)
+                    break
                 if not calls and content:
                     calls, content = extract_text_tool_calls(content, known)
                 assistant: dict[str, Any] = {"role": "assistant", "content": content}
@@ -337,16 +366,23 @@ class AgentSession:
             reason = DoneReason.ERROR
             error = f"internal error: {type(exc).__name__}: {exc}"
             await self.emit(AgentEventKind.ERROR, error, error_type=type(exc).__name__)
-        return await self._finish(reason, final_text, stats, error)
+        return await self._finish(reason, final_text, stats, error, stop)
 
     async def _finish(
-        self, reason: DoneReason, text: str, stats: TurnStats, error: str | None
+        self,
+        reason: DoneReason,
+        text: str,
+        stats: TurnStats,
+        error: str | None,
+        stop: Stop | None = None,
     ) -> TurnOutcome:
         stats.duration_s = time.perf_counter() - stats.started
         self.routing.end_turn()
         status = {
             DoneReason.COMPLETED: "idle",
             DoneReason.MAX_ITERATIONS: "idle",
+            DoneReason.TRUNCATED: "idle",
+            DoneReason.LIMIT_REACHED: "idle",
             DoneReason.CANCELLED: "cancelled",
             DoneReason.ERROR: "failed",
             DoneReason.INTERRUPTED: "interrupted",
@@ -367,7 +403,8 @@ class AgentSession:
             )
         except Exception:
             log.exception("session %s: could not persist the end of the turn", self.id)
-        footer: list[str] = []
+        stopped_by = stop.setting if stop is not None and stop.reason is reason else None
+        footer: list[str] = [stop_mark(reason.value, stopped_by)] if stopped_by else []
         for hook in list(self.turn_end_hooks):
             try:
                 footer.extend(await hook(self, reason))
@@ -380,8 +417,9 @@ class AgentSession:
             error=error,
             stats=stats.to_dict(),
             footer=footer,
+            stopped_by=stopped_by,
         )
-        return TurnOutcome(reason, text, stats, error)
+        return TurnOutcome(reason, text, stats, error, stopped_by)
 
     async def _apply_steering(self) -> None:
         messages = self.steering.drain()
@@ -409,7 +447,8 @@ class AgentSession:
         system_prompt: str,
         schemas: list[dict[str, Any]],
         stats: TurnStats,
-    ) -> tuple[str, list[ToolCall]]:
+        limits: RunLimits,
+    ) -> StepAnswer:
         """One model step on the decided model; on the big model's failure, once more on
         ``routing.fallback_model`` (the thread is told why once). Every call is recorded."""
         while True:
@@ -421,7 +460,7 @@ class AgentSession:
             before = (stats.prompt_tokens, stats.completion_tokens)
             started = time.perf_counter()
             try:
-                result = await self._model_step(decision, system_prompt, schemas, stats)
+                result = await self._model_step(decision, system_prompt, schemas, stats, limits)
             except ModelError as exc:
                 latency = (time.perf_counter() - started) * 1000
                 await self.routing.record(
@@ -452,9 +491,13 @@ class AgentSession:
         num_ctx = await self.runtime.resolve_num_ctx(model)
         request = summarise_request(model, messages, num_ctx, self.record.task)
         request.keep_alive = self.runtime.config.routing.keep_alive
+        limits = RunLimits(self.runtime.config)
+        request.options = limits.options() | request.options
         parts: list[str] = []
-        async for chunk in self.runtime.models.client_for(model).stream_chat(request):
-            parts.append(chunk.content)
+        stream = self.runtime.models.client_for(model).stream_chat(request)
+        async with aclosing(limit_stream(stream, limits.for_stream())) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk.content)
         return "".join(parts)
 
     async def _model_step(
@@ -463,10 +506,11 @@ class AgentSession:
         system_prompt: str,
         schemas: list[dict[str, Any]],
         stats: TurnStats,
-    ) -> tuple[str, list[ToolCall]]:
+        limits: RunLimits,
+    ) -> StepAnswer:
         config = self.runtime.config
         num_ctx = await self.runtime.resolve_num_ctx(decision.model)
-        options: dict[str, Any] = {"num_ctx": num_ctx}
+        options: dict[str, Any] = {"num_ctx": num_ctx, **limits.options()}
         if config.routing.temperature is not None:
             options["temperature"] = config.routing.temperature
         built = await self.context.prepare(
@@ -496,23 +540,29 @@ class AgentSession:
             think=config.routing.think,
         )
         client = self.runtime.models.client_for(decision.model)
+        answer = StepAnswer("", [])
         content: list[str] = []
-        calls: list[ToolCall] = []
-        async for chunk in client.stream_chat(request):
-            if chunk.thinking:
-                await self.emit(AgentEventKind.THINKING, chunk.thinking)
-            if chunk.content:
-                content.append(chunk.content)
-                await self.emit(AgentEventKind.TOKEN, chunk.content)
-            if chunk.tool_calls:
-                calls.extend(chunk.tool_calls)
-            if chunk.done:
-                stats.prompt_tokens += chunk.prompt_tokens or 0
-                stats.completion_tokens += chunk.completion_tokens or 0
-                self.runtime.router.tokens.observe(
-                    decision.model, built.raw_tokens, chunk.prompt_tokens
-                )
-        return "".join(content), calls
+        stream = limit_stream(client.stream_chat(request), limits.for_stream())
+        async with aclosing(stream):
+            async for chunk in stream:
+                if chunk.thinking:
+                    await self.emit(AgentEventKind.THINKING, chunk.thinking)
+                if chunk.content:
+                    content.append(chunk.content)
+                    await self.emit(AgentEventKind.TOKEN, chunk.content)
+                if chunk.tool_calls:
+                    answer.calls.extend(chunk.tool_calls)
+                if chunk.done:
+                    answer.done_reason = chunk.done_reason
+                    answer.output_tokens = chunk.completion_tokens or 0
+                    # A cut stream (or a server without usage) reports no prompt
+                    # count: the estimate keeps the run's token cap honest.
+                    prompt = chunk.prompt_tokens
+                    stats.prompt_tokens += built.tokens if prompt is None else prompt
+                    stats.completion_tokens += answer.output_tokens
+                    self.runtime.router.tokens.observe(decision.model, built.raw_tokens, prompt)
+        answer.content = "".join(content)
+        return answer
 
     async def _run_tool(self, call: ToolCall, options: TurnOptions, stats: TurnStats) -> None:
         stats.tool_calls += 1

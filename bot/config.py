@@ -61,6 +61,28 @@ class RoutingConfig(_Section):
     cloud_retry_after_s: float = Field(300.0, ge=0)
 
 
+class LimitsConfig(_Section):
+    """What one run may consume, so a runaway model cannot hold the bot or the thread.
+
+    A run is one task or reply, from the message to the answer; a reply after a
+    stop starts a new run with fresh limits. Its step cap is
+    ``routing.max_loop_iterations``. ``None`` is no limit.
+    """
+
+    # Output tokens of one model step: sent to the server (num_predict / max_tokens)
+    # and enforced on the stream too, since not every server honours it.
+    max_step_tokens: int | None = Field(4096, ge=1)
+    # Wall-clock seconds of one model stream, from the request to its last token.
+    max_step_seconds: float | None = Field(300.0, gt=0)
+    # An answer whose tail repeats one unit (a line, a phrase) this many characters is a
+    # runaway and is stopped; 0 turns the check off.
+    max_repeated_chars: int = Field(4000, ge=0)
+    # Prompt + output tokens of all the run's steps (what the footer counts).
+    max_run_tokens: int | None = Field(2_000_000, ge=1)
+    # Wall-clock seconds of a run, tools and approvals included.
+    max_run_seconds: float | None = Field(7200.0, gt=0)
+
+
 class StreamingConfig(_Section):
     transport: Literal["sse"] = "sse"
     buffer_size: int = Field(1024, ge=1)
@@ -235,6 +257,7 @@ class Config(_Section):
     """The whole configuration. ``source`` names the file it came from (or None)."""
 
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)

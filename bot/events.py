@@ -88,6 +88,8 @@ class DoneReason(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     MAX_ITERATIONS = "max_iterations"
+    TRUNCATED = "truncated"  # a limit (or the server) cut the model's answer short
+    LIMIT_REACHED = "limit_reached"  # the run used up its tokens or time (``limits.*``)
     ERROR = "error"
     INTERRUPTED = "interrupted"  # the bot is shutting down; the session will resume
 

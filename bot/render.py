@@ -64,3 +64,12 @@ def footer(stats: Mapping[str, Any], *, extra: list[str] | None = None) -> str:
     if extra:
         parts.extend(extra)
     return " · ".join(parts)
+
+
+_STOP_WORDS = {"truncated": "answer cut", "limit_reached": "run stopped"}
+
+
+def stop_mark(reason: str, setting: str | None) -> str:
+    """The footer's mark for a run a limit ended: ``⚠ answer cut by limits.max_step_tokens``."""
+    what = _STOP_WORDS.get(reason, "run stopped")
+    return f"⚠ {what} by {setting}" if setting else f"⚠ {what}"

@@ -43,6 +43,8 @@ async def test_multi_step_task_feeds_tool_results_back(
     assert tool_msgs[-1]["tool_name"] == "bash"
     # Every request carries the same num_ctx and the tool schemas.
     assert {r["options"]["num_ctx"] for r in requests} == {config.context.num_ctx}
+    # ... and the output cap, so a server that honours it stops a runaway itself.
+    assert {r["options"]["num_predict"] for r in requests} == {config.limits.max_step_tokens}
     assert {t["function"]["name"] for t in requests[0]["tools"]} >= {"bash", "read_file"}
     kinds = turn.kinds()
     assert kinds.count(AgentEventKind.TOOL_CALL) == 2

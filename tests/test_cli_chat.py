@@ -258,3 +258,38 @@ async def test_ctrl_c_stops_the_step_and_kills_the_tool(
     assert proc.returncode == 1
     assert "Stopped by" in out.decode()
     assert _processes_with(marker) == []
+
+
+def workspace_with_limits(tmp_path: Path, limits: str) -> Path:
+    ws = workspace_with_config(tmp_path)
+    (ws / "agent_config.yaml").write_text(CONFIG + "limits:\n" + limits)
+    return ws
+
+
+async def test_headless_runaway_is_cut_and_exits_nonzero(
+    scripted_ollama: ScriptedOllama, tmp_path: Path
+) -> None:
+    ws = workspace_with_limits(tmp_path, "  max_step_tokens: 40\n")
+    # A server that ignores max tokens and would stream forever.
+    scripted_ollama.script(Reply(runaway="again and ", chunk_size=5, ignore_max_tokens=True))
+    code, out, err = await run_chat(["explain cli.py"], ws, child_env(scripted_ollama.url))
+    assert code == 1, (out, err)
+    assert "again and again and" in out
+    assert "Stopped: the model's answer passed 40 tokens (limits.max_step_tokens)" in out
+    footer = next(line for line in out.splitlines() if line.startswith("— "))
+    assert "truncated" in footer and "⚠ answer cut by limits.max_step_tokens" in footer
+    assert scripted_ollama.chat_requests[0]["options"]["num_predict"] == 40
+
+
+async def test_headless_json_done_carries_the_truncation(
+    scripted_ollama: ScriptedOllama, tmp_path: Path
+) -> None:
+    ws = workspace_with_config(tmp_path)
+    scripted_ollama.script(Reply(content="The answer is", done_reason="length", eval_count=4096))
+    code, out, err = await run_chat(["--json", "explain"], ws, child_env(scripted_ollama.url))
+    assert code == 1, (out, err)
+    done = [json.loads(line) for line in out.splitlines() if line.strip()][-1]
+    assert done["kind"] == "done" and done["text"] == "The answer is"
+    assert done["data"]["reason"] == "truncated"
+    assert done["data"]["stopped_by"] == "limits.max_step_tokens"
+    assert "⚠ answer cut by limits.max_step_tokens" in done["data"]["footer"]

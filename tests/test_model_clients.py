@@ -8,6 +8,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from bot.models.base import (
 )
 from bot.models.ollama import OllamaClient
 from bot.models.openai_compat import MALFORMED_ARGUMENTS, OpenAICompatClient, iter_sse_data
+from bot.models.stream_limits import MAX_SECONDS, MAX_TOKENS, StreamLimits, limit_stream
 from bot.testing import Reply, ScriptedOllama, pytest_plugin
 
 # The repository is not pip-installed in every checkout, so the fixture is taken
@@ -467,3 +469,77 @@ async def test_cancelling_a_hanging_stream_is_prompt(
         assert "".join(c.content for c in chunks) == "next", "the client still works"
     finally:
         await client.close()
+
+
+# --- output caps and runaways ----------------------------------------------------------
+
+
+async def limited(client: ModelClient, request: ChatRequest, **limits: Any) -> list[ModelChunk]:
+    stream = limit_stream(client.stream_chat(request), StreamLimits(**limits))
+    async with aclosing(stream):
+        return [chunk async for chunk in stream]
+
+
+async def test_the_cap_is_sent_and_a_server_honouring_it_ends_with_length(
+    client: Any, scripted_ollama: ScriptedOllama
+) -> None:
+    scripted_ollama.script(Reply(content="Counting: ", runaway="one ", chunk_size=4))
+    request = ChatRequest(model="m", messages=USER, options={"num_predict": 12})
+    chunks = await limited(client, request, max_tokens=12)
+    assert sum(1 for c in chunks if c.content) == 12
+    assert chunks[-1].done and chunks[-1].done_reason == "length"
+    assert chunks[-1].completion_tokens == 12
+    sent = scripted_ollama.chat_requests[-1]
+    if isinstance(client, OpenAICompatClient):
+        assert sent["max_tokens"] == 12
+    else:
+        assert sent["options"]["num_predict"] == 12
+    assert scripted_ollama.abandoned_streams == []
+
+
+async def test_an_endless_stream_is_closed_at_the_client_side_cap(
+    client: Any, scripted_ollama: ScriptedOllama
+) -> None:
+    scripted_ollama.script(
+        Reply(runaway="same line\n", chunk_size=5, ignore_max_tokens=True),
+        Reply(content="next answer"),
+    )
+    request = ChatRequest(model="m", messages=USER, options={"num_predict": 30})
+    chunks = await limited(client, request, max_tokens=30)
+    assert sum(1 for c in chunks if c.content) == 31
+    assert chunks[-1].done and chunks[-1].done_reason == MAX_TOKENS
+    assert chunks[-1].completion_tokens == 31
+    async with asyncio.timeout(3):
+        while not scripted_ollama.abandoned_streams:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.02)
+    # The client still works after hanging up on a stream.
+    again = await collect(client, ChatRequest(model="m", messages=USER))
+    assert "".join(c.content for c in again) == "next answer"
+
+
+async def test_a_trickling_stream_is_closed_at_its_deadline(
+    client: Any, scripted_ollama: ScriptedOllama
+) -> None:
+    scripted_ollama.script(Reply(runaway="slow ", chunk_size=5, chunk_delay=0.05))
+    started = time.monotonic()
+    chunks = await limited(
+        client, ChatRequest(model="m", messages=USER), deadline=started + 0.4, max_tokens=None
+    )
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert chunks[-1].done and chunks[-1].done_reason == MAX_SECONDS
+    assert 3 <= sum(1 for c in chunks if c.content) <= 10
+
+
+async def test_openai_finish_reason_length_is_reported(scripted_ollama: ScriptedOllama) -> None:
+    scripted_ollama.script(
+        Reply(content="cut in the middle of", done_reason="length"),
+        Reply(content="writing", tool_calls=[{"name": "t"}], done_reason="length"),
+    )
+    client = OpenAICompatClient(scripted_ollama.url)
+    try:
+        first = await collect(client, ChatRequest(model="m", messages=USER))
+        second = await collect(client, ChatRequest(model="m", messages=USER))
+    finally:
+        await client.close()
+    assert first[-1].done_reason == "length"
+    assert second[-1].done_reason == "length", "cut while writing its calls"

@@ -270,7 +270,8 @@ async def _stalled_reader(port: int, session_id: str) -> socket.socket:
 async def test_a_client_that_stops_reading_does_not_slow_the_session(
     scripted_ollama: ScriptedOllama, tmp_path: Path
 ) -> None:
-    content = "token " * 1500
+    # Varied text: a tail that repeats itself would be stopped as a runaway.
+    content = "".join(f"t{i} " for i in range(1500))
     scripted_ollama.script(
         Reply(content=content, chunk_size=3, delay=0.2),
         Reply(content=content, chunk_size=3, delay=0.2),
