@@ -98,6 +98,11 @@ class BashConfig(_Section):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     network: bool = False
     env_passthrough: list[str] = Field(default_factory=list)
+    # Limits on one sandboxed command (see bot/policy/sandbox_limits.py).
+    max_processes: int = Field(512, ge=16)
+    max_memory_mb: int = Field(16384, ge=64)  # address space per process
+    max_file_size_mb: int = Field(4096, ge=1)
+    tmp_size_mb: int = Field(1024, ge=1)
 
 
 class FileOpsConfig(_Section):

@@ -314,22 +314,50 @@ async def _check_store(config: Config) -> Check:
     return Check("store", True, f"{path} writable")
 
 
-async def _check_sandbox(config: Config) -> Check:
-    from bot.policy.sandbox import bwrap_path
+async def _check_sandbox(config: Config) -> list[Check]:
+    from bot.policy.sandbox import bwrap_support
+    from bot.policy.sandbox_limits import cgroup_available, running_as_root
 
-    path = await asyncio.to_thread(bwrap_path)
-    if path:
-        return Check("sandbox", True, f"bubblewrap works ({path})")
-    fix = (
-        "bubblewrap is missing or cannot create a sandbox here: `apt-get install bubblewrap`, "
-        "and allow unprivileged user namespaces (in a container: --security-opt seccomp=unconfined)"
-    )
+    support = await asyncio.to_thread(bwrap_support)
     mode = config.tools.bash.sandbox
-    if mode == "bwrap":
-        return Check("sandbox", False, fix + "; tools.bash.sandbox is bwrap, so bash fails")
     if mode == "none":
-        return Check("sandbox", True, "off (tools.bash.sandbox: none)")
-    return _warn("sandbox", fix + "; until then bash runs unsandboxed")
+        return [
+            _warn(
+                "sandbox",
+                "off (tools.bash.sandbox: none): every allowed command runs as the bot's "
+                "user and can read its environment; see docs/security.md",
+            )
+        ]
+    if support.path:
+        checks = [Check("sandbox", True, f"bubblewrap works ({support.path})")]
+        if running_as_root() and not await asyncio.to_thread(cgroup_available):
+            checks.append(
+                _warn(
+                    "sandbox limits",
+                    "running as root without a writable pids cgroup: a fork bomb in the "
+                    "sandbox is not stopped; run the bot as an unprivileged user",
+                )
+            )
+        if not support.sizes:
+            checks.append(
+                _warn("sandbox limits", "this bubblewrap has no --size: /tmp is unbounded")
+            )
+        return checks
+    fix = (
+        f"bubblewrap cannot create a sandbox here ({support.error}): `apt-get install "
+        "bubblewrap` and allow unprivileged user namespaces; in Docker see "
+        "deploy/docker-compose.yml (security_opt), under systemd do not set "
+        "ProtectKernelTunables/ProtectKernelLogs (docs/security.md)"
+    )
+    if mode == "bwrap":
+        return [Check("sandbox", False, fix + "; tools.bash.sandbox is bwrap, so bash fails")]
+    return [
+        _warn(
+            "sandbox",
+            "NO SANDBOX: " + fix + "; until then every shell command in chat needs an approval "
+            "(tools.bash.sandbox: auto fails closed) and the console runs commands unsandboxed",
+        )
+    ]
 
 
 async def collect_checks(config: Config, *, gpu_reader: Any = None) -> list[Check]:
@@ -344,7 +372,7 @@ async def collect_checks(config: Config, *, gpu_reader: Any = None) -> list[Chec
         except _MissingUser:
             checks.append(Check("matrix", False, "a password login needs MATRIX_USER_ID"))
     checks.append(await _check_store(config))
-    checks.append(await _check_sandbox(config))
+    checks.extend(await _check_sandbox(config))
     return checks
 
 

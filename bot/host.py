@@ -98,6 +98,7 @@ class Host:
                 "access.allowed_users is empty: nobody on chat platforms can use the bot "
                 "until you list them"
             )
+        await self._warn_if_unsandboxed()
         started: list[ChatAdapter] = []
         for name in names:
             try:
@@ -136,6 +137,18 @@ class Host:
                 loop.remove_signal_handler(sig)
             await self.shutdown()
         return 0
+
+    async def _warn_if_unsandboxed(self) -> None:
+        from bot.policy.sandbox import sandbox_missing_reason
+
+        # Also probes bwrap once, off the loop, before the first command needs it.
+        missing = await asyncio.to_thread(sandbox_missing_reason, self.config)
+        if missing is not None:
+            log.warning(
+                "NO SANDBOX: %s. Every shell command in chat will need an approval "
+                "(tools.bash.sandbox: auto fails closed). Run `threadwright doctor` for the fix.",
+                missing,
+            )
 
     def request_stop(self) -> None:
         self._stop.set()

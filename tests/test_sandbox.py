@@ -116,3 +116,79 @@ async def test_stop_kills_everything_inside(tmp_path: Path) -> None:
     async with asyncio.timeout(3):
         while _processes_with(f"sleep {marker}"):  # noqa: ASYNC110 - polling /proc
             await asyncio.sleep(0.02)
+
+
+async def test_the_store_inside_the_workspace_stays_hidden(tmp_path: Path) -> None:
+    # The console works in place with its store under the workspace: the workspace
+    # bind must not bring the store back.
+    file = tmp_path / "agent_config.yaml"
+    file.write_text("{}\n")
+    workspace = (tmp_path / "ws").resolve()
+    (workspace / ".threadwright").mkdir(parents=True)
+    (workspace / ".threadwright" / "tw.db").write_text("transcripts")
+    config = load_config(
+        file,
+        env={},
+        overrides={
+            "tools": {"bash": {"sandbox": "bwrap"}},
+            "workspace": {"root": str(workspace)},
+            "store": {"path": str(workspace / ".threadwright" / "tw.db")},
+        },
+    )
+    ctx = ToolContext(workspace=workspace, config=config, env=build_tool_env(config, workspace))
+    result = await BASH(ctx, {"command": "cat .threadwright/tw.db; echo x > .threadwright/y"})
+    assert "transcripts" not in result.stdout
+    assert not (workspace / ".threadwright" / "y").exists()
+
+
+async def test_a_path_entry_in_the_hidden_home_exposes_only_its_toolchain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "bot-home"
+    project = home / "project"
+    venv_bin = project / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    tool = venv_bin / "hello-tool"
+    tool.write_text("#!/bin/sh\necho hello from the venv\n")
+    tool.chmod(0o755)
+    (project / ".env").write_text("API_TOKEN=hunter2\n")
+    monkeypatch.setenv("HOME", str(home))
+    ctx = make_ctx(tmp_path)
+    ctx.env = {**ctx.env, "PATH": f"{venv_bin}:{ctx.env['PATH']}"}
+    result = await BASH(ctx, {"command": f"hello-tool; cat {project}/.env; ls -A {project}"})
+    assert "hello from the venv" in result.stdout
+    assert "hunter2" not in result.stdout
+    assert result.stdout.split() == ["hello", "from", "the", "venv", ".venv"]
+
+
+async def test_no_capabilities_inside(tmp_path: Path) -> None:
+    result = await BASH(make_ctx(tmp_path), {"command": "grep CapEff /proc/self/status"})
+    assert result.ok and result.stdout.split() == ["CapEff:", "0000000000000000"]
+
+
+async def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, max_processes=32, timeout=20)
+    # 200 sleepers would be 200 processes; the limit stops forking well before.
+    marker = f"77.{random.randrange(10**9):09d}"
+    command = f"for i in $(seq 200); do sleep {marker} & done; echo tried"
+    task = asyncio.create_task(BASH(ctx, {"command": command}))
+    most = 0
+    while not task.done():
+        most = max(most, len(_processes_with(f"sleep {marker}")))
+        await asyncio.sleep(0.05)
+    result = task.result()
+    assert "Resource temporarily unavailable" in result.stderr
+    assert 0 < most <= 32, most
+    assert not _processes_with(f"sleep {marker}")  # and nothing outlives the command
+
+
+async def test_tmp_memory_and_file_size_are_limited(tmp_path: Path) -> None:
+    small_tmp = make_ctx(tmp_path, tmp_size_mb=1)
+    tmp = await BASH(small_tmp, {"command": "head -c 3000000 /dev/zero > /tmp/big"})
+    assert "No space left on device" in tmp.stderr
+    ctx = make_ctx(tmp_path, max_file_size_mb=1, max_memory_mb=256)
+    big = await BASH(ctx, {"command": "head -c 3000000 /dev/zero > big.bin"})
+    assert not big.ok
+    assert (ctx.workspace / "big.bin").stat().st_size <= 1024 * 1024
+    memory = await BASH(ctx, {"command": "python3 -c 'x = bytearray(512 * 1024 * 1024)'"})
+    assert "MemoryError" in memory.stderr

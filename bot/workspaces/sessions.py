@@ -188,10 +188,15 @@ class SessionWorkspaces:
         git = self.worktrees.git
         if not session.workspace.is_dir():
             return
-        branch = await git.run(session.workspace, "branch", "--show-current", check=False)
-        if branch.exit_code != 0:
+        repo = await self.worktrees.main_repository()
+        if repo is None or not _is_within(session.workspace, repo.work_tree):
             return  # not a repository: nothing to say
-        status = await git.out(session.workspace, "status", "--short", ".")
+        branch = await git.run(
+            session.workspace, "branch", "--show-current", check=False, repo=repo
+        )
+        if branch.exit_code != 0:
+            return
+        status = await git.out(session.workspace, "status", "--short", ".", repo=repo)
         name = branch.stdout.strip() or "(detached HEAD)"
         detail = f"Uncommitted:\n```\n{status}\n```" if status else "Nothing uncommitted."
         await session.emit(AgentEventKind.NOTICE, f"On branch `{name}`. {detail}")
@@ -355,3 +360,10 @@ def _turn_request(session: AgentSession) -> tuple[str, str]:
         ):
             return content, str(message.get("_author") or session.requester)
     return session.record.task, session.requester
+
+
+def _is_within(path: Path, top: Path | None) -> bool:
+    if top is None:
+        return False
+    real, real_top = path.resolve(), top.resolve()
+    return real == real_top or real_top in real.parents

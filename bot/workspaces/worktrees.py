@@ -27,9 +27,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.tools.environment import build_tool_env
 from bot.tools.process import run_process
-from bot.workspaces.git import NETWORK_TIMEOUT_S, Git, GitError, WorkspaceError
+from bot.workspaces.git import (
+    NETWORK_TIMEOUT_S,
+    Git,
+    GitError,
+    Repository,
+    WorkspaceError,
+    host_git_env,
+)
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -73,6 +79,10 @@ class Worktree:
     created_at: float = 0.0
     last_used: float = 0.0
     pr_url: str | None = None
+    # The worktree's admin directory in the main repository, recorded by the bot when
+    # it created the worktree: never re-read from the worktree's own ``.git`` file,
+    # which the agent can rewrite.
+    git_dir: str = ""
 
     @property
     def top(self) -> Path:
@@ -128,11 +138,13 @@ class WorktreeManager:
         self.root = config.workspace_path()
         ws = config.workspace
         self.git = Git(
-            build_tool_env(config, self.root, base=base_env),
+            host_git_env(config, base=base_env),
             identity=(ws.author_name, ws.author_email),
         )
         self._base_env = os.environ if base_env is None else base_env
         self._toplevel: Path | None = None
+        self._main: Repository | None = None
+        self._common_dir: Path | None = None
         self._probed = False
         # Adding and removing worktrees edits the repository's shared admin data.
         self._admin_lock = asyncio.Lock()
@@ -143,20 +155,58 @@ class WorktreeManager:
         """The top level of the git work tree holding ``workspace.root``, or None."""
         if not self._probed:
             if self.root.is_dir():
+                # The one discovery the bot makes: at start, before any agent ran in
+                # this process. From here on every call names the repository.
                 outcome = await self.git.run(
-                    self.root, "rev-parse", "--is-inside-work-tree", "--show-toplevel", check=False
+                    self.root,
+                    "rev-parse",
+                    "--is-inside-work-tree",
+                    "--show-toplevel",
+                    "--absolute-git-dir",
+                    "--path-format=absolute",
+                    "--git-common-dir",
+                    check=False,
                 )
-                lines = outcome.stdout.split("\n")
-                if outcome.exit_code == 0 and lines[0].strip() == "true" and len(lines) > 1:
-                    self._toplevel = Path(lines[1].strip())  # git prints it resolved
+                lines = [line.strip() for line in outcome.stdout.split("\n")]
+                if outcome.exit_code == 0 and lines[0] == "true" and len(lines) > 3:
+                    top = Path(lines[1])  # git prints it resolved
+                    git_dir = Path(lines[2])
+                    self._toplevel = top
+                    self._main = Repository(git_dir, top)
+                    self._common_dir = _real(Path(lines[3]))
             self._probed = True
         return self._toplevel
+
+    async def main_repository(self) -> Repository | None:
+        """The repository holding ``workspace.root``, as found at start (see :meth:`repository`)."""
+        await self.repository()
+        return self._main
+
+    def repo_of(self, worktree: Worktree) -> Repository:
+        """The worktree's repository: its recorded admin directory, checked to be one of
+        the main repository's (a worktree's ``.git`` file is never trusted)."""
+        common = self._common_dir
+        if common is None:
+            raise WorkspaceError(f"{self.root} is not inside a git repository")
+        admin = worktree.git_dir or _admin_dir_from_dot_git(worktree.top, common)
+        real = Path(os.path.realpath(admin)) if admin else None
+        if real is None or real.parent != common / "worktrees" or not real.is_dir():
+            raise WorkspaceError(
+                f"the worktree {worktree.top} does not belong to {common.parent}; "
+                "remove it and its .json state file to start the thread afresh"
+            )
+        return Repository(real, worktree.top)
 
     async def _require_repository(self) -> Path:
         top = await self.repository()
         if top is None:
             raise WorkspaceError(f"{self.root} is not inside a git repository")
         return top
+
+    async def _require_main(self) -> Repository:
+        await self._require_repository()
+        assert self._main is not None
+        return self._main
 
     def worktrees_dir(self, top: Path) -> Path:
         """Where this repository's thread worktrees and their state files live."""
@@ -200,15 +250,16 @@ class WorktreeManager:
 
     async def _plan(self, top: Path, thread: str, task: str) -> Worktree:
         branch = branch_name(thread, task)
+        main = await self._require_main()
         base = self.config.workspace.base_branch
         if not base:
             head = await self.git.run(
-                top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False
+                top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False, repo=main
             )
             base = head.stdout.strip() if head.exit_code == 0 else ""
         start = base or "HEAD"
         resolved = await self.git.run(
-            top, "rev-parse", "--verify", "--quiet", f"{start}^{{commit}}", check=False
+            top, "rev-parse", "--verify", "--quiet", f"{start}^{{commit}}", check=False, repo=main
         )
         if resolved.exit_code != 0:
             raise WorkspaceError(
@@ -237,53 +288,80 @@ class WorktreeManager:
         if path.exists() and any(path.iterdir()):
             raise WorkspaceError(f"{path} exists and is not a worktree; move it away")
         path.parent.mkdir(parents=True, exist_ok=True)
+        main = await self._require_main()
         # Forget worktrees whose directories are gone, so their branches are free again.
-        await self.git.run(top, "worktree", "prune")
+        await self.git.run(top, "worktree", "prune", repo=main)
         exists = await self.git.ok(
-            top, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.branch}"
+            top, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.branch}", repo=main
         )
         if exists:
-            await self.git.run(top, "worktree", "add", str(path), worktree.branch)
+            await self.git.run(top, "worktree", "add", str(path), worktree.branch, repo=main)
         else:
             await self.git.run(
-                top, "worktree", "add", "-b", worktree.branch, str(path), worktree.base_sha
+                top,
+                "worktree",
+                "add",
+                "-b",
+                worktree.branch,
+                str(path),
+                worktree.base_sha,
+                repo=main,
             )
+        # Just created by the bot, before any agent worked in it: the one moment its
+        # ``.git`` file can be believed.
+        assert self._common_dir is not None
+        worktree.git_dir = _admin_dir_from_dot_git(path, self._common_dir)
 
     # --- working in a worktree ------------------------------------------------------
 
     async def status(self, worktree: Worktree) -> str:
         """``git status --short`` of the worktree ("" when clean)."""
-        return await self.git.out(worktree.top, "status", "--short")
+        return await self.git.out(worktree.top, "status", "--short", repo=self.repo_of(worktree))
 
     async def commit(
         self, worktree: Worktree, subject: str, body: str = "", *, session_id: str = ""
     ) -> CommitInfo | None:
         """Commit everything in the worktree; None when there was nothing to commit."""
         top = worktree.top
-        await self.git.run(top, "add", "-A")
-        staged = await self.git.run(top, "diff", "--cached", "--quiet", check=False)
+        repo = self.repo_of(worktree)
+        await self.git.run(top, "add", "-A", repo=repo)
+        staged = await self.git.run(top, "diff", "--cached", "--quiet", check=False, repo=repo)
         if staged.exit_code == 0:
             return None
         message = ["-m", subject]
         if body:
             message += ["-m", body]
         message += ["-m", f"{SESSION_TRAILER}: {session_id or 'unknown'}"]
-        await self.git.run(top, "commit", "--no-verify", "--quiet", *message, identify=True)
+        await self.git.run(
+            top, "commit", "--no-verify", "--quiet", *message, identify=True, repo=repo
+        )
         return await self.head(worktree)
 
     async def head(self, worktree: Worktree) -> CommitInfo:
-        line = await self.git.out(worktree.top, "log", "-1", f"--format=%H{_FIELD}%h{_FIELD}%s")
+        line = await self.git.out(
+            worktree.top,
+            "log",
+            "-1",
+            f"--format=%H{_FIELD}%h{_FIELD}%s",
+            repo=self.repo_of(worktree),
+        )
         sha, short, subject = line.split(_FIELD, 2)
         return CommitInfo(sha, short, subject, worktree.branch)
 
     async def merge_base(self, worktree: Worktree) -> str:
         """Where the branch left its base (the base branch may have moved on since)."""
         top = worktree.top
+        repo = self.repo_of(worktree)
         if worktree.base_branch and await self.git.ok(
-            top, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.base_branch}"
+            top, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.base_branch}", repo=repo
         ):
             found = await self.git.run(
-                top, "merge-base", f"refs/heads/{worktree.base_branch}", "HEAD", check=False
+                top,
+                "merge-base",
+                f"refs/heads/{worktree.base_branch}",
+                "HEAD",
+                check=False,
+                repo=repo,
             )
             if found.exit_code == 0 and found.stdout.strip():
                 return found.stdout.strip()
@@ -291,13 +369,20 @@ class WorktreeManager:
 
     async def commits_ahead(self, worktree: Worktree) -> int:
         base = await self.merge_base(worktree)
-        return int(await self.git.out(worktree.top, "rev-list", "--count", f"{base}..HEAD"))
+        return int(
+            await self.git.out(
+                worktree.top, "rev-list", "--count", f"{base}..HEAD", repo=self.repo_of(worktree)
+            )
+        )
 
     async def diff(self, worktree: Worktree) -> BranchDiff:
         top = worktree.top
         base = await self.merge_base(worktree)
-        stat = await self.git.out(top, "diff", "--no-color", "--stat", base, "HEAD")
-        patch = await self.git.out(top, "diff", "--no-color", base, "HEAD")
+        repo = self.repo_of(worktree)
+        # The repository's own diff drivers and textconv filters are programs: never run.
+        plain = ("diff", "--no-color", "--no-ext-diff", "--no-textconv")
+        stat = await self.git.out(top, *plain, "--stat", base, "HEAD", repo=repo)
+        patch = await self.git.out(top, *plain, base, "HEAD", repo=repo)
         return BranchDiff(
             branch=worktree.branch,
             base=worktree.base_branch or base[:7],
@@ -310,9 +395,14 @@ class WorktreeManager:
     async def undo(self, worktree: Worktree) -> tuple[CommitInfo, CommitInfo] | None:
         """Revert the bot's newest not-yet-undone commit; (reverted, revert) or None."""
         top = worktree.top
+        repo = self.repo_of(worktree)
         base = await self.merge_base(worktree)
         log = await self.git.out(
-            top, "log", f"--format=%H{_FIELD}%h{_FIELD}%s{_FIELD}%B{_RECORD}", f"{base}..HEAD"
+            top,
+            "log",
+            f"--format=%H{_FIELD}%h{_FIELD}%s{_FIELD}%B{_RECORD}",
+            f"{base}..HEAD",
+            repo=repo,
         )
         undone: set[str] = set()
         target: CommitInfo | None = None
@@ -329,9 +419,11 @@ class WorktreeManager:
                 break
         if target is None:
             return None
-        reverted = await self.git.run(top, "revert", "--no-commit", target.sha, check=False)
+        reverted = await self.git.run(
+            top, "revert", "--no-commit", target.sha, check=False, repo=repo
+        )
         if reverted.exit_code != 0:
-            await self.git.run(top, "revert", "--abort", check=False)
+            await self.git.run(top, "revert", "--abort", check=False, repo=repo)
             raise GitError(["revert", target.short], reverted)
         await self.git.run(
             top,
@@ -346,6 +438,7 @@ class WorktreeManager:
             "-m",
             f"{UNDO_TRAILER}: {target.sha}",
             identify=True,
+            repo=repo,
         )
         return target, await self.head(worktree)
 
@@ -375,6 +468,7 @@ class WorktreeManager:
             f"{ref}:{ref}",
             timeout=NETWORK_TIMEOUT_S,
             env=self._publish_env(worktree),
+            repo=self.repo_of(worktree),
         )
 
     async def open_pull_request(self, worktree: Worktree, title: str) -> PullRequest | None:
@@ -382,7 +476,16 @@ class WorktreeManager:
         command = self.config.workspace.pr_command
         if not command or worktree.pr_url:
             return None
-        env = {**self.git.env, **self._publish_env(worktree), "THREADWRIGHT_TITLE": title}
+        repo = self.repo_of(worktree)
+        env = {
+            **self.git.env,
+            **self._publish_env(worktree),
+            "THREADWRIGHT_TITLE": title,
+            # The git processes the command starts (``gh``) find the repository here,
+            # not through the worktree's ``.git`` file.
+            "GIT_DIR": str(repo.git_dir),
+            "GIT_WORK_TREE": str(worktree.top),
+        }
         outcome = await run_process(
             ["/bin/sh", "-c", command],
             cwd=worktree.workspace,
@@ -406,6 +509,7 @@ class WorktreeManager:
     ) -> tuple[list[Worktree], list[tuple[Worktree, str]]]:
         """Remove worktrees idle longer than ``keep_days`` (branches stay): (removed, kept)."""
         top = await self._require_repository()
+        main = await self._require_main()
         now = time.time() if now is None else now
         removed: list[Worktree] = []
         kept: list[tuple[Worktree, str]] = []
@@ -426,17 +530,45 @@ class WorktreeManager:
                             "Work in progress (worktree pruned)",
                             session_id="prune",
                         )
-                    await self.git.run(top, "worktree", "remove", "--force", str(worktree.top))
+                    await self.git.run(
+                        top, "worktree", "remove", "--force", str(worktree.top), repo=main
+                    )
                 except WorkspaceError as exc:
                     kept.append((worktree, str(exc)))
                     continue
                 removed.append(worktree)
-            await self.git.run(top, "worktree", "prune")
+            await self.git.run(top, "worktree", "prune", repo=main)
         return removed, kept
 
 
 def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _admin_dir_from_dot_git(top: Path, common: Path) -> str:
+    """The admin directory a worktree's ``.git`` file names, if it is one of ``common``'s
+    worktrees and points back at this worktree ("" otherwise)."""
+    try:
+        first = (top / ".git").read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return ""
+    target = first.splitlines()[0].removeprefix("gitdir:").strip() if first else ""
+    if not target:
+        return ""
+    admin = Path(os.path.realpath(top / target))
+    if admin.parent != common / "worktrees":
+        return ""
+    try:
+        back = (admin / "gitdir").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+    if os.path.realpath(back) != os.path.realpath(top / ".git"):
+        return ""
+    return str(admin)
 
 
 def _trailers(body: str) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ from bot import hookimpl
 from bot.tools.base import ToolContext, ToolError, ToolResult
 from bot.tools.process import run_process
 from bot.tools.workspace import relative_display, resolve_in_workspace
+from bot.workspaces.git import host_git_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -280,12 +281,25 @@ async def _list_files(ctx: ToolContext, root: Path) -> list[str]:
 
 async def _git_files(ctx: ToolContext, base: str) -> list[str] | None:
     """The git listing, or None when the workspace is not (usable as) a git repository."""
-    argv = ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", base]
+    argv = [
+        "git",
+        "--no-pager",
+        "ls-files",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        "-z",
+        "--",
+        base,
+    ]
     try:
         outcome = await run_process(
             argv,
             cwd=ctx.workspace,
-            env=ctx.env or {"PATH": os.environ.get("PATH", ""), "GIT_TERMINAL_PROMPT": "0"},
+            # This git runs on the host, outside the sandbox: never with the tools' HOME
+            # (its .gitconfig is the agent's to write) and with fsmonitor and the other
+            # program-running settings forced off.
+            env=host_git_env(ctx.config),
             timeout=ctx.config.tools.bash.timeout,
             max_output_bytes=_LISTING_CAP_BYTES,
             limits=None,
