@@ -201,3 +201,29 @@ def test_deployment_guide_walks_through_each_file() -> None:
         "resume_on_start",
     ):
         assert needle in guide, needle
+
+
+def test_the_container_can_run_the_sandbox_and_requires_it() -> None:
+    # bwrap needs CLONE_NEWUSER (Docker's seccomp profile), mount (AppArmor) and an
+    # unmasked /proc for its fresh proc mount; the image then insists on the sandbox.
+    service = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"][
+        "threadwright"
+    ]
+    options = set(service["security_opt"])
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= options
+    assert "no-new-privileges:true" in options and service["cap_drop"] == ["ALL"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "bubblewrap" in dockerfile
+    assert "THREADWRIGHT__TOOLS__BASH__SANDBOX=bwrap" in dockerfile
+    guide = DOCS.read_text()
+    assert "--security-opt systempaths=unconfined" in guide
+
+
+def test_the_systemd_unit_leaves_proc_mountable_for_the_sandbox() -> None:
+    # ProtectKernelTunables/ProtectKernelLogs overmount parts of /proc, and the kernel then
+    # refuses the unprivileged fresh /proc mount bwrap needs (seen: "Can't mount proc").
+    service = _unit()["Service"]
+    for option in ("ProtectKernelTunables", "ProtectKernelLogs", "ProtectProc", "ProcSubset"):
+        assert option not in service, option
+    assert "RestrictNamespaces" not in service  # bwrap needs user namespaces
+    assert int(service["TasksMax"]) > 0
