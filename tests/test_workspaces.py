@@ -516,3 +516,22 @@ def test_the_reply_footer_names_branch_and_commit() -> None:
     assert document.render().endswith(
         "2 steps · 0 tokens · 0.0s · branch threadwright/x-1 · commit abc1234_"
     )
+
+
+async def test_a_truncated_turn_reports_its_branch_instead_of_committing(
+    scripted_ollama: ScriptedOllama, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    scripted_ollama.script(
+        Reply(tool_calls=[call("write_file", path="half.txt", content="half\n")]),
+        Reply(content="Now ", runaway="more ", chunk_size=4, ignore_max_tokens=True),
+    )
+    config = config_for(repo, scripted_ollama.url)
+    config.limits.max_step_tokens = 40
+    async with running_host(config) as (_host, adapter):
+        await adapter.say("do a job", thread=adapter.thread("cut"))
+        cut = await adapter.wait_turn()
+    assert done_of(cut).data["reason"] == "truncated"
+    assert not any(str(i).startswith("commit ") for i in done_of(cut).data["footer"])
+    report = cut.of(AgentEventKind.NOTICE)[-1].text
+    assert "?? half.txt" in report and "0 commits ahead" in report

@@ -44,7 +44,16 @@ WORKSPACE_COMMANDS = frozenset({"diff", "undo"})
 # A diff longer than this goes out as a file where the adapter can attach one.
 DIFF_INLINE_CHARS = 3000
 PRUNE_EVERY_S = 86400.0
-_STOP_REASONS = frozenset({DoneReason.CANCELLED, DoneReason.ERROR, DoneReason.MAX_ITERATIONS})
+# A turn that did not finish its task leaves its work uncommitted and says where it is.
+_STOP_REASONS = frozenset(
+    {
+        DoneReason.CANCELLED,
+        DoneReason.ERROR,
+        DoneReason.MAX_ITERATIONS,
+        DoneReason.TRUNCATED,
+        DoneReason.LIMIT_REACHED,
+    }
+)
 _STEERING_PREFIX = "[steering from "
 
 
