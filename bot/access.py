@@ -1,4 +1,11 @@
-"""Who may use the bot: allowed users, allowed rooms, approvers (glob patterns)."""
+"""Who may use the bot: allowed users, allowed rooms, approvers (glob patterns).
+
+Beyond using the bot, a running or idle session belongs to its requester:
+stopping it, changing its workspace (``/undo``) and changing its settings —
+the model (``/model``, ``--cloud`` and the like in a message, a command that
+declares a cloud model), which decides whether its code leaves the machine —
+are for the requester and the approvers only (:meth:`AccessPolicy.may_change_session`).
+"""
 
 from __future__ import annotations
 
@@ -44,6 +51,16 @@ class AccessPolicy:
 
     def may_stop(self, platform: str, user: str, requester: str) -> bool:
         return user == requester or self.is_approver(platform, user)
+
+    def may_change_session(self, platform: str, user: str, requester: str) -> bool:
+        """Session settings (the model, so where the code goes) are the requester's."""
+        return user == requester or self.is_approver(platform, user)
+
+    def who_may_change(self, requester: str) -> str:
+        """Who :meth:`may_change_session`, in words, for a refusal."""
+        approvers = ", ".join(self.config.approvers)
+        who = f"{requester} (who started this session)"
+        return f"{who} or an approver ({approvers})" if approvers else who
 
     def may_approve(self, platform: str, user: str, requester: str) -> bool:
         if self.is_approver(platform, user):

@@ -12,11 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Protocol
 
-from bot.policy.approvals import ApprovalRequest, Approver, DenyingApprover
+from bot.policy.approvals import Approver, DenyingApprover
 
 if TYPE_CHECKING:
     from bot.agent import AgentSession
     from bot.events import AgentEvent, ChatEvent, ThreadKey
+    from bot.policy.approval_view import ApprovalView
     from bot.sessions import SessionManager
 
 
@@ -65,11 +66,15 @@ class ChatAdapter(ABC):
         """Post a short standalone message into the thread."""
         await self.post_message(thread, text)
 
-    async def post_approval(self, thread: ThreadKey, text: str, request: ApprovalRequest) -> str:
+    async def post_approval(self, thread: ThreadKey, view: ApprovalView) -> str:
         """Post an approval question; return its id. Adapters may add buttons whose
         presses come back as ACTION events with ``action_value`` approve_once /
-        approve_thread / deny."""
-        return await self.post_message(thread, text)
+        approve_thread / deny, and format ``view`` their own way, but must show
+        all of it. The default posts the whole text of a long call first, then
+        the question as Markdown."""
+        for chunk in view.whole_markdown():
+            await self.post_message(thread, chunk)
+        return await self.post_message(thread, view.markdown())
 
     async def react(self, thread: ThreadKey, message_id: str, meaning: str) -> None:  # noqa: B027
         """Acknowledge a message (``meaning`` is a key of :attr:`REACTIONS`). Optional."""

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from bot.access import AccessPolicy
 from bot.agent import AgentSession, TurnOptions, new_session_id
 from bot.events import AgentEvent, AgentEventKind, ChatEvent, ChatEventKind, ThreadKey
-from bot.policy.approvals import ApprovalRequest, Approver, ChatApprover, PendingApprovals
+from bot.policy.approval_view import ApprovalView
+from bot.policy.approvals import Approver, ChatApprover, PendingApprovals
 from bot.store.base import SessionRecord
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ class SessionManager:
             if invocation.command in CONTROL_COMMANDS:
                 await self._control(invocation, event, session, adapter)
                 return
+            if await self._refused_change(event, session, adapter, invocation):
+                return
             if self.access.may_steer(platform, event.user, session.requester, addressed):
                 await session.add_steering(event.author, invocation.text, event.message_id)
                 if event.message_id:
@@ -153,6 +156,8 @@ class SessionManager:
         if session is not None:
             # A follow-up: the requester and approvers continue; others must mention.
             if not self.access.may_steer(platform, event.user, session.requester, addressed):
+                return
+            if await self._refused_change(event, session, adapter, invocation):
                 return
         elif not addressed:
             return  # unmentioned chatter
@@ -200,6 +205,10 @@ class SessionManager:
         elif invocation.command == "model":
             if session is None:
                 text = "No session in this thread yet: mention me with a task (add --cloud)."
+            elif invocation.arguments.strip() and not self.access.may_change_session(
+                event.thread.platform, event.user, session.requester
+            ):
+                text = self._change_refusal(session, "change the model of this session")
             else:
                 text = session.routing.model_command(invocation.arguments)
             await adapter.post_notice(event.thread, text)
@@ -212,6 +221,42 @@ class SessionManager:
                 adapter,
                 may_change=self.access.may_stop(event.thread.platform, event.user, requester),
             )
+
+    async def _refused_change(
+        self,
+        event: ChatEvent,
+        session: AgentSession,
+        adapter: ChatAdapter,
+        invocation: Invocation,
+    ) -> bool:
+        """Refuse (and say so) a message from someone else that would change where the
+        session's code goes: a model wish in the text, or a command declaring a cloud
+        model. True when refused; the message is then not applied at all."""
+        if self.access.may_change_session(event.thread.platform, event.user, session.requester):
+            return False
+        from bot.complexity import parse_wish
+
+        what = ""
+        if parse_wish(invocation.text) is not None:
+            what = "choose the model of this session (your message asks for one)"
+        elif invocation.command:
+            command = self.runtime.current_directives().commands.get(invocation.command)
+            if (
+                command is not None
+                and command.model
+                and self.runtime.router.is_cloud(command.model)
+            ):
+                what = f"run /{command.name} here: it sends this session's code to {command.model}"
+        if not what:
+            return False
+        log.info("refused %s changing session %s: not its requester", event.user, session.id)
+        await adapter.post_notice(
+            event.thread, self._change_refusal(session, what) + " Your message was not applied."
+        )
+        return True
+
+    def _change_refusal(self, session: AgentSession, what: str) -> str:
+        return f"Only {self.access.who_may_change(session.requester)} can {what}."
 
     def status_text(self, session: AgentSession | None) -> str:
         active = sum(1 for s in self._sessions.values() if s.running)
@@ -320,8 +365,8 @@ class SessionManager:
             return adapter.approver(session)
         thread = session.thread
 
-        async def post(request: ApprovalRequest, text: str) -> str:
-            return await adapter.post_approval(thread, text, request)
+        async def post(view: ApprovalView) -> str:
+            return await adapter.post_approval(thread, view)
 
         return ChatApprover(
             str(thread), self.approvals, post, timeout=self.runtime.config.access.approval_timeout

@@ -8,6 +8,7 @@ before ``access.approval_timeout`` means deny. The model is told the outcome.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +50,20 @@ async def _approval_journey(
     scripted_ollama: ScriptedOllama,
     tmp_path: Path,
     answers: list[tuple[str, str]],
+    command: str = f"echo {MARKER}",
+    questions: list[EventDict] | None = None,
     **config_overrides: Any,
 ) -> tuple[str, list[str], list[str]]:
     """Run one approval; ``answers`` are (who, emoji) reactions on the question, in order.
 
     Returns the final reply text, the tool messages of the second model request
-    and the bot's own reactions on the question.
+    and the bot's own reactions on the question; the question event is appended
+    to ``questions`` when given.
     """
     workspace = tmp_path / "ws"
     workspace.mkdir()
     scripted_ollama.script(
-        Reply(tool_calls=[{"name": "bash", "arguments": {"command": f"echo {MARKER}"}}]),
+        Reply(tool_calls=[{"name": "bash", "arguments": {"command": command}}]),
         Reply(content="finished"),
     )
     bot_user = await matrix_user("threadwright")
@@ -80,6 +84,8 @@ async def _approval_journey(
             await people[name].join(room_id)
         mention = await alice.send_text(room_id, "clean the build", mentions=[bot.user_id])
         question = await alice.wait_for(is_question(bot.user_id, room_id), timeout=15)
+        if questions is not None:
+            questions.append(question)
         for who, emoji in answers:
             await people[who].wait_for(lambda e: e["event_id"] == question["event_id"])
             await people[who].react(room_id, question["event_id"], emoji)
@@ -144,3 +150,34 @@ async def test_no_answer_before_the_timeout_means_deny(
     )
     assert len(tools) == 1 and "no approval within 1 s (timed out)" in tools[0]
     assert "finished" in text
+
+
+async def test_a_command_cannot_link_or_hide_in_the_question(
+    synapse: SynapseServer,
+    matrix_user: MatrixUserFactory,
+    human: HumanFactory,
+    scripted_ollama: ScriptedOllama,
+    tmp_path: Path,
+) -> None:
+    # Close the code span, then link and pill; reverse the rest and clear the line.
+    dressed = (
+        "echo x` [click](https://evil.example) [@carol](https://matrix.to/#/@carol:hs) `y "
+        "</code></pre><b>safe</b> \u202eelif.txt\x1b[2K"
+    )
+    questions: list[EventDict] = []
+    await _approval_journey(
+        synapse,
+        matrix_user,
+        human,
+        scripted_ollama,
+        tmp_path,
+        [("carol", "❌")],
+        command=dressed,
+        questions=questions,
+    )
+    content = questions[0]["content"]
+    html = content["formatted_body"]
+    assert "<a" not in html and "<b>" not in html and content["m.mentions"] == {}
+    shown = dressed.replace("\u202e", "<U+202E>").replace("\x1b", "\\x1b")
+    assert f"<pre><code>{escape(shown)}</code></pre>" in html
+    assert shown in content["body"] and "\u202e" not in content["body"]

@@ -3,17 +3,22 @@
 An :class:`Approver` is supplied by whatever is in front of the user: the
 console asks y/n, a chat adapter posts in the thread and waits for a
 reaction or a button, a headless run answers at once. The agent only sees
-the :class:`ApprovalDecision`.
+the :class:`ApprovalDecision`. What a question shows is built by
+:mod:`bot.policy.approval_view` (the whole call, every character visible, no
+markup), so every adapter shows the same truth.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from bot.policy.redaction import redact
+from bot.policy.approval_view import ApprovalView, approval_view, scope_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +140,17 @@ class PendingApprovals:
 class ChatApprover:
     """Posts the question in the thread and waits (bounded) for an approver's answer.
 
-    ``post`` posts Markdown text and returns the message id; "approve for the
-    rest of this thread" is remembered per exact call (tool and what it runs).
+    ``post`` posts an :class:`~bot.policy.approval_view.ApprovalView` and returns
+    the question's message id. "Allow for the rest of this thread" is
+    remembered per exact call: the tool and its exact arguments
+    (:func:`~bot.policy.approval_view.scope_key`), never a shortened summary.
     """
 
     def __init__(
         self,
         thread: str,
         pending: PendingApprovals,
-        post: Callable[[ApprovalRequest, str], Awaitable[str]],
+        post: Callable[[ApprovalView], Awaitable[str]],
         *,
         timeout: float,
     ) -> None:
@@ -155,21 +162,20 @@ class ChatApprover:
 
     @staticmethod
     def scope_key(request: ApprovalRequest) -> str:
-        return f"{request.tool}:{request.summary}" if request.summary else request.tool
+        return scope_key(request)
 
     async def request_approval(self, request: ApprovalRequest) -> ApprovalDecision:
         key = self.scope_key(request)
         if key in self.allowed_for_thread:
             return ApprovalDecision(approved=True, by="earlier approval", scope="thread")
-        # What the model asked to run may quote a secret it saw.
-        what = redact(request.summary or f"{request.tool} {request.arguments}")
-        text = (
-            f"🔐 I want to run `{what}`\n"
-            f"It needs approval because {request.reason or 'the policy asks'}.\n"
-            f"React ✅ to allow once, 🔁 to allow it for the rest of this thread, ❌ to deny "
-            f"(no answer in {int(self.timeout)} s means deny)."
-        )
-        message_id = await self.post(request, text)
+        try:
+            message_id = await self.post(approval_view(request, timeout=self.timeout))
+        except Exception as exc:
+            # Nobody saw the question: fail closed rather than raise into the loop.
+            log.exception("could not post the approval question in %s", self.thread)
+            return ApprovalDecision(
+                approved=False, reason=f"denied: the question could not be posted ({exc})"
+            )
         future = self.pending.add(self.thread, message_id, request)
         try:
             decision = await asyncio.wait_for(future, self.timeout)

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from bot.adapters import ChatAdapter
 from bot.events import AgentEvent, AgentEventKind, ChatEvent, ChatEventKind, ThreadKey
+from bot.policy.approval_view import approval_view
 from bot.policy.approvals import (
     AllowingApprover,
     ApprovalDecision,
@@ -102,8 +103,11 @@ class ConsoleApprover:
         self.adapter = adapter
 
     async def request_approval(self, request: ApprovalRequest) -> ApprovalDecision:
-        what = describe_tool_call(request.tool, request.arguments, limit=200)
-        prompt = f"\nApprove {what}? ({request.reason}) [y/N] "
+        # The whole call, with escapes and bidi controls spelled out: the terminal
+        # must show what runs, not what the call's own bytes make it draw.
+        question = approval_view(request, timeout=0).plain(whole=True)
+        kept = [line for line in question.splitlines() if not line.startswith("🔁")]
+        prompt = "\n" + "\n".join(kept) + "\nApprove? [y/N] "
         answer = await self.adapter.ask(prompt)
         if answer.strip().lower() in {"y", "yes"}:
             return ApprovalDecision(approved=True, by=self.adapter.user_name)

@@ -35,9 +35,9 @@ from nio.crypto import ENCRYPTION_ENABLED
 from bot.adapters import ChatAdapter
 from bot.config import Config
 from bot.events import ChatEvent, ChatEventKind, ThreadKey
-from bot.policy.approvals import ApprovalRequest
 from bot.streaming import StreamingRenderer, split_text
 from plugins.matrix import content
+from plugins.matrix.approvals import question_content, whole_text_contents
 from plugins.matrix.connection import MatrixCredentials, MatrixSetupError, log_in
 from plugins.matrix.encryption import KeyMaintenance
 from plugins.matrix.inbound import PLATFORM, EventTranslator, thread_root
@@ -53,6 +53,7 @@ from plugins.matrix.typing_notices import TypingNotifier
 
 if TYPE_CHECKING:
     from bot.agent import AgentSession
+    from bot.policy.approval_view import ApprovalView
     from bot.sessions import SessionManager
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,10 @@ class MatrixAdapter(ChatAdapter):
     async def post_notice(self, thread: ThreadKey, text: str) -> None:
         await self._post(thread, text, "m.notice")
 
-    async def post_approval(self, thread: ThreadKey, text: str, request: ApprovalRequest) -> str:
-        question = await self._post(thread, text, "m.text")
+    async def post_approval(self, thread: ThreadKey, view: ApprovalView) -> str:
+        for notice in whole_text_contents(view):
+            await self._send_in_thread(thread, notice)
+        question = await self._send_in_thread(thread, question_content(view))
         # The choices under the question: approvers answer with one click.
         self._in_background(self._offer_choices(thread.room, question, APPROVAL_CHOICES))
         return question
@@ -201,21 +204,23 @@ class MatrixAdapter(ChatAdapter):
             self._in_background(self._send_reaction(thread.room, message_id, emoji))
 
     async def _post(self, thread: ThreadKey, text: str, msgtype: str) -> str:
-        sender = self._require_sender()
-        limit = self._event_limit(thread.room)
         first: str | None = None
         for chunk in split_text(text, MAX_MESSAGE_CHARS):
-            reply_to = self.threads.latest(thread.room, thread.thread)
-            event = content.in_thread(
-                content.message(chunk, msgtype=msgtype), thread.thread, reply_to
-            )
-            event_id = await sender.send(
-                thread.room, "m.room.message", content.fit_to_size(event, limit), wait=True
-            )
-            self.threads.record(thread.room, event_id, thread.thread)
+            event_id = await self._send_in_thread(thread, content.message(chunk, msgtype=msgtype))
             first = first or event_id
         assert first is not None
         return first
+
+    async def _send_in_thread(self, thread: ThreadKey, message: content.Content) -> str:
+        sender = self._require_sender()
+        reply_to = self.threads.latest(thread.room, thread.thread)
+        event = content.in_thread(message, thread.thread, reply_to)
+        limit = self._event_limit(thread.room)
+        event_id = await sender.send(
+            thread.room, "m.room.message", content.fit_to_size(event, limit), wait=True
+        )
+        self.threads.record(thread.room, event_id, thread.thread)
+        return event_id
 
     async def _send_reaction(self, room_id: str, target: str, key: str) -> None:
         await self._require_sender().send(

@@ -38,6 +38,8 @@ from plugins.slack.approvals import (
     ApprovalQuestions,
     Question,
     answered_blocks,
+    content_blocks,
+    fallback_text,
     outcome_line,
     question_blocks,
 )
@@ -53,7 +55,7 @@ from plugins.slack.transport import DEFAULT_MAX_CHARS, SlackTransport
 if TYPE_CHECKING:
     from bot.agent import AgentSession
     from bot.config import Config
-    from bot.policy.approvals import ApprovalRequest
+    from bot.policy.approval_view import ApprovalView
     from bot.sessions import SessionManager
 
 log = logging.getLogger(__name__)
@@ -280,8 +282,8 @@ class SlackAdapter(ChatAdapter):
             await self.patient_client.chat_update(
                 channel=channel,
                 ts=target,
-                text=f"{question.mrkdwn}\n{outcome}",
-                blocks=answered_blocks(question.mrkdwn, outcome),
+                text=f"{question.text}\n{outcome}",
+                blocks=answered_blocks(question.blocks, outcome),
             )
         except SlackApiError as error:
             log.warning("could not mark the approval question answered: %s", error.response)
@@ -349,11 +351,16 @@ class SlackAdapter(ChatAdapter):
         """A new top-level message (a slash command's task); its ts names the thread."""
         return await self._post(channel, mrkdwn, None)
 
-    async def post_approval(self, thread: ThreadKey, text: str, request: ApprovalRequest) -> str:
+    async def post_approval(self, thread: ThreadKey, view: ApprovalView) -> str:
+        """The whole text of a long call as a snippet first, then the question."""
         channel = channel_of(thread)
-        mrkdwn = self.render_text(text)
-        ts = await self._post(channel, mrkdwn, thread.thread, blocks=question_blocks(mrkdwn))
-        self.questions.add(Question(channel, ts, mrkdwn))
+        if view.clipped and not view.whole_too_long:
+            await self.post_file(
+                thread, view.filename, view.whole, "The whole call awaiting approval:"
+            )
+        text = fallback_text(view)
+        ts = await self._post(channel, text, thread.thread, blocks=question_blocks(view))
+        self.questions.add(Question(channel, ts, text, content_blocks(view)))
         return ts
 
     async def _post(

@@ -1,7 +1,14 @@
 """Approval questions as Block Kit: the question, three buttons, and what became of it.
 
-The host decides (``bot.policy.approvals``); this module only shapes the
-message. Buttons carry the values the host understands (``approve_once``,
+The host decides (``bot.policy.approvals``) and says what the question shows
+(:class:`bot.policy.approval_view.ApprovalView`); this module only shapes the
+message. The call text and the reason go into a ``rich_text`` block as
+``text`` elements, which Slack shows literally: no backtick, ``<…|…>``,
+``<!here>`` or ``*`` in a command can end a code span, make a link or ping
+anyone. Only our own sentences are mrkdwn, with ``&<>`` escaped. The message's
+fallback ``text`` (notifications) names the tool, never the call.
+
+Buttons carry the values the host understands (``approve_once``,
 ``approve_thread``, ``deny``) and reactions (✅ 🔁 ❌) keep working beside
 them. Once someone allowed to answer has answered, the buttons are replaced
 by a line saying who decided what, so nobody clicks a stale question.
@@ -11,9 +18,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.policy.approvals import answer_for
+from plugins.slack.formatting import escape
+
+if TYPE_CHECKING:
+    from bot.policy.approval_view import ApprovalView
 
 ACTION_PREFIX = "threadwright_"
 BUTTONS = (
@@ -21,11 +32,45 @@ BUTTONS = (
     ("approve_thread", "Allow for this thread", None),
     ("deny", "Deny", "danger"),
 )
-SECTION_LIMIT = 3000
 REMEMBERED_QUESTIONS = 1_000
+WHERE_WHOLE = "in the file posted just above"
 
 
-def question_blocks(mrkdwn: str) -> list[dict[str, Any]]:
+def _text(text: str, **style: bool) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "text", "text": text}
+    if style:
+        element["style"] = style
+    return element
+
+
+def content_blocks(view: ApprovalView) -> list[dict[str, Any]]:
+    """The question without its buttons: what runs (literal), then our own sentences."""
+    call: list[dict[str, Any]] = [
+        {"type": "rich_text_section", "elements": [_text(view.headline(), bold=True)]},
+        {"type": "rich_text_preformatted", "elements": [_text(view.parts[0])]},
+    ]
+    if view.clipped:
+        call += [
+            {"type": "rich_text_section", "elements": [_text(view.gap_line(), italic=True)]},
+            {"type": "rich_text_preformatted", "elements": [_text(view.parts[1])]},
+        ]
+    sentences = view.sentences(WHERE_WHOLE)
+    call.append({"type": "rich_text_section", "elements": [_text(sentences[0])]})
+    notes = "\n".join(escape(line) for line in [*sentences[1:], view.answer_line()])
+    return [
+        {"type": "rich_text", "elements": call},
+        {"type": "section", "text": {"type": "mrkdwn", "text": notes}},
+    ]
+
+
+def fallback_text(view: ApprovalView) -> str:
+    """The message's ``text``: shown in notifications, so it names the tool only."""
+    return escape(f"🔐 Approval needed: I want to run {view.tool} (see the question). ") + escape(
+        view.answer_line()
+    )
+
+
+def question_blocks(view: ApprovalView) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = []
     for value, label, style in BUTTONS:
         button: dict[str, Any] = {
@@ -38,7 +83,7 @@ def question_blocks(mrkdwn: str) -> list[dict[str, Any]]:
             button["style"] = style
         buttons.append(button)
     return [
-        _section(mrkdwn),
+        *content_blocks(view),
         {"type": "actions", "block_id": "threadwright_approval", "elements": buttons},
     ]
 
@@ -55,23 +100,19 @@ def outcome_line(choice: str, user: str) -> str:
     return f"✅ Allowed once by <@{user}>."
 
 
-def answered_blocks(mrkdwn: str, outcome: str) -> list[dict[str, Any]]:
+def answered_blocks(blocks: list[dict[str, Any]], outcome: str) -> list[dict[str, Any]]:
     return [
-        _section(mrkdwn),
+        *blocks,
         {"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]},
     ]
-
-
-def _section(mrkdwn: str) -> dict[str, Any]:
-    text = mrkdwn if len(mrkdwn) <= SECTION_LIMIT else mrkdwn[: SECTION_LIMIT - 1] + "…"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 @dataclass(frozen=True, slots=True)
 class Question:
     channel: str
     ts: str
-    mrkdwn: str
+    text: str
+    blocks: list[dict[str, Any]]  # the question without its buttons
 
 
 class ApprovalQuestions:

@@ -20,15 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from bot.adapters import ChatAdapter
 from bot.events import AgentEvent, AgentEventKind, ChatEvent, ChatEventKind, ThreadKey
-from bot.policy.approvals import ApprovalRequest
 from bot.policy.redaction import Redactor
-from bot.render import describe_tool_call
 from plugins.web.redact_stream import StreamRedactor
 from plugins.web.sse import EventHub, EventLog
 
 if TYPE_CHECKING:
     from bot.agent import AgentSession
     from bot.config import Config
+    from bot.policy.approval_view import ApprovalView
     from bot.runtime import Runtime
     from bot.sessions import SessionManager
     from plugins.web.server import WebServer
@@ -167,15 +166,12 @@ class WebAdapter(ChatAdapter):
             self.append_note(entry, "notice", text, message_id=message_id)
         return message_id
 
-    async def post_approval(self, thread: ThreadKey, text: str, request: ApprovalRequest) -> str:
-        # The chat wording asks for reactions; the browser shows buttons instead.
+    async def post_approval(self, thread: ThreadKey, view: ApprovalView) -> str:
+        # The page shows the text as a text node (no markup) with line breaks kept, so
+        # the whole call fits in the question; the buttons replace the reactions.
+        request = view.request
         message_id = new_message_id()
-        what = request.summary or describe_tool_call(request.tool, request.arguments, limit=200)
-        question = (
-            f"Approval needed: I want to run {what}, because "
-            f"{request.reason or 'the policy asks'}. No answer within "
-            f"{int(self.config.access.approval_timeout)} s means deny."
-        )
+        question = view.plain(whole=True) + f"\nNo answer within {view.timeout_s} s means deny."
         entry = await self._log_for_thread(thread)
         if entry is not None:
             self.append_note(
