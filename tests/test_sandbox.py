@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +195,27 @@ async def test_tmp_memory_and_file_size_are_limited(tmp_path: Path) -> None:
     assert (ctx.workspace / "big.bin").stat().st_size <= 1024 * 1024
     memory = await BASH(ctx, {"command": "python3 -c 'x = bytearray(512 * 1024 * 1024)'"})
     assert "MemoryError" in memory.stderr
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A directory outside /tmp, which the sandbox hides wholesale anyway."""
+    path = Path(tempfile.mkdtemp(prefix="tw-sandbox-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_the_deployments_secrets_and_matrix_keys_are_hidden(
+    tmp_path: Path, outside_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = outside_tmp / "etc-threadwright"
+    etc.mkdir()
+    (etc / "env").write_text("SLACK_BOT_TOKEN=hunter2-slack\n")
+    monkeypatch.setattr("bot.policy.sandbox_view.ETC_DIR", etc)
+    ctx = make_ctx(tmp_path)
+    keys = outside_tmp / "matrix-store"
+    keys.mkdir()
+    (keys / "device.db").write_text("hunter2-olm")
+    ctx.config.matrix.store_path = str(keys)
+    result = await BASH(ctx, {"command": f"cat {etc}/env {keys}/device.db; ls -A {etc} {keys}"})
+    assert "hunter2" not in result.stdout and "env" not in result.stdout.split()

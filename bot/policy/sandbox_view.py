@@ -5,7 +5,8 @@ which directories are hidden (an empty tmpfs over them), which are bound back
 read-only and which one is writable. bwrap applies mounts in order, so the
 order of the lists is the order of the mounts:
 
-1. hidden: the bot's home, the store's directory, every worktrees directory
+1. hidden: the bot's home, the store's directory (and Matrix's), ``/etc/threadwright``
+   (the deployment's secrets file), every worktrees directory
    (other threads' worktrees), and — when the session works in a worktree —
    the main checkout (its ``.env``, its other files);
 2. read-only again: the main repository's git directory (a worktree's git
@@ -47,6 +48,8 @@ SECRET_DIR_NAMES = frozenset(
         ".password-store",
     }
 )
+# Where the deployment guide puts the configuration and the secrets file.
+ETC_DIR = Path("/etc/threadwright")
 # A venv's bin directory holds a few links to its interpreter and many scripts:
 # looking at this many entries finds the links without walking a huge directory.
 _MAX_BIN_ENTRIES = 400
@@ -69,7 +72,14 @@ def view_for(config: Config, workspace: Path, path_entries: list[str]) -> Sandbo
     store_dir = _real(config.store_path().expanduser().parent)
     in_worktree = repo_top is not None and not _within(workspace, repo_top)
 
-    candidates = [_real(Path.home()), store_dir, *_worktree_roots(config, store_dir, repo_top)]
+    candidates = [
+        _real(Path.home()),
+        store_dir,
+        # Matrix keeps its device keys and sync token here; the deployment's secrets file.
+        _real(Path(config.matrix.store_path).expanduser()),
+        ETC_DIR,
+        *_worktree_roots(config, store_dir, repo_top),
+    ]
     if in_worktree and repo_top is not None:
         candidates.append(repo_top)
     writable = _work_tree_top(workspace, candidates) if in_worktree else workspace
