@@ -6,6 +6,11 @@ Implemented as a ``before_tool_call`` hook like any third-party policy.
   that would run must be in ``tools.bash.allowed_commands``, and every file
   a redirection writes must be inside the workspace. Otherwise the call is
   outside policy.
+- ``write_file``/``edit_file`` on a directive or memory file (``AGENTS.md``,
+  ``CLAUDE.md``, ``.agent/…``; :mod:`bot.directives.paths`), and a bash
+  redirection into one, are outside policy whatever the mode: later sessions
+  would read them as trusted instructions. (What the policy cannot see, a
+  program writing such a file, the directive loader's change guard catches.)
 - ``permission_mode`` decides what "outside policy" means: ``ask`` (an
   approver decides in the thread), ``allowlist`` (refused without asking),
   ``deny`` (read-only: no shell, no file writes at all). The mode comes from
@@ -84,6 +89,24 @@ def bash_reasons(command: str, allowed: list[str], workspace: Path) -> list[str]
     return reasons
 
 
+def directive_writes(call: Any, session: Any) -> list[str]:
+    """The directive and memory files (:mod:`bot.directives.paths`) this call writes, as
+    far as the policy can see: a file tool's path, a shell command's redirections."""
+    if call.name in WRITING_TOOLS:
+        targets = [str(call.arguments.get("path", ""))]
+    elif call.name == "bash":
+        from bot.policy.shell import analyze_command
+
+        targets = list(analyze_command(str(call.arguments.get("command", ""))).written_files)
+    else:
+        return []
+    from bot.directives.paths import directive_target
+
+    agent_dir = session.runtime.config.agent_dir
+    found = (directive_target(t, session.workspace, agent_dir) for t in targets if t)
+    return sorted({name for name in found if name is not None})
+
+
 @hookimpl
 def before_tool_call(call: Any, session: Any) -> Any:
     if session is None:
@@ -92,13 +115,23 @@ def before_tool_call(call: Any, session: Any) -> Any:
     name = call.name
     if mode == "deny" and (name == "bash" or name in WRITING_TOOLS):
         return ("deny", f"{name} is not available here (permission_mode: deny, read-only)")
-    if name != "bash":
+    if name != "bash" and name not in WRITING_TOOLS:
         return None
-    config = session.runtime.config
-    command = str(call.arguments.get("command", ""))
-    reasons = bash_reasons(command, config.tools.bash.allowed_commands, session.workspace)
+    reasons: list[str] = []
+    if name == "bash":
+        config = session.runtime.config
+        command = str(call.arguments.get("command", ""))
+        reasons = bash_reasons(command, config.tools.bash.allowed_commands, session.workspace)
+    directives = directive_writes(call, session)
+    if directives:
+        # Later sessions read these as trusted instructions: a person decides, even
+        # where writes are otherwise free.
+        reasons.append(
+            f"it writes {', '.join(directives)}, which later sessions load as trusted "
+            "project memory or directives"
+        )
     if not reasons:
-        return "allow"
+        return "allow" if name == "bash" else None
     why = "; ".join(reasons)
     if mode == "allowlist":
         return ("deny", f"{why} (permission_mode: allowlist, nothing outside it runs)")

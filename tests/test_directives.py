@@ -19,7 +19,9 @@ from bot.directives import (
     DirectiveLoader,
     DirectiveProblem,
     DirectiveSet,
+    directive_target,
     format_problems,
+    is_directive_path,
     parse_command_invocation,
 )
 
@@ -687,3 +689,40 @@ async def test_watch_survives_a_failing_callback_and_sees_new_folders(tmp_path: 
         stop.set()
         await asyncio.wait_for(task, timeout=3)
     assert task.result() is None
+
+
+# -- which paths are directives ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("AGENTS.md", True),
+        ("./CLAUDE.md", True),
+        ("agents.md", True),  # a case-insensitive file system writes AGENTS.md
+        ("src/../AGENTS.md", True),
+        (".agent/system.md", True),
+        (".agent/commands/git/commit.md", True),
+        (".agent/skills/py/helper.py", True),
+        (".agent/agents/reviewer.md", True),
+        (".agent", True),
+        (".claude/commands/deploy.md", True),
+        ("docs/AGENTS.md", False),
+        ("src/agent.py", False),
+        (".claude/settings.json", False),
+        ("../AGENTS.md", False),
+        ("/etc/AGENTS.md", False),
+    ],
+)
+def test_directive_paths(path: str, expected: bool) -> None:
+    assert is_directive_path(path) is expected
+
+
+def test_directive_targets_follow_links_and_the_agent_dir(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write(root / "AGENTS.md", "memory\n")
+    (root / "notes.md").symlink_to(root / "AGENTS.md")
+    assert directive_target("notes.md", root) == "AGENTS.md"
+    assert directive_target(str(root / ".agent" / "system.md"), root) == ".agent/system.md"
+    assert directive_target("bot/x.md", root, agent_dir="bot") == "bot/x.md"
+    assert directive_target("README.md", root) is None

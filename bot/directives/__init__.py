@@ -46,6 +46,7 @@ API::
     ds.system_prompt(tools=["bash", "read_file"], workspace=workspace)
     ds.help_text(); ds.problems; format_problems(ds.problems, relative_to=workspace)
     parse_command_invocation("/refactor src/a.py")   # ("refactor", "src/a.py")
+    is_directive_path("AGENTS.md")       # True: writing it needs a person's approval
     loader.refresh()                     # reloads only if a file changed
     await loader.watch(on_change, stop=stop_event)   # hot reload until stop is set
 """
@@ -61,6 +62,7 @@ from bot.directives.directive_set import BUILTIN_COMMANDS, DirectiveSet, Shadowi
 from bot.directives.discovery import PACKAGED_DEFAULTS
 from bot.directives.loader import DirectiveLoader
 from bot.directives.memory import MEMORY_FILE_LIMIT
+from bot.directives.paths import directive_target, is_directive_path
 from bot.directives.problems import DirectiveError, DirectiveProblem, format_problems
 from bot.directives.skills import Skill
 from bot.directives.subagents import SubAgent
@@ -80,6 +82,8 @@ __all__ = [
     "Shadowing",
     "Skill",
     "SubAgent",
+    "directive_target",
     "format_problems",
+    "is_directive_path",
     "parse_command_invocation",
 ]
