@@ -91,9 +91,10 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _setup_logging(config: Config, args: argparse.Namespace, default: str | None = None) -> None:
     from bot.logs import setup_logging
+    from bot.policy.redaction_env import held_secrets
 
     level = args.log_level or default or config.logging.level
-    setup_logging(level, config.logging.format, config.secrets.values())
+    setup_logging(level, config.logging.format, held_secrets(config.secrets.values()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

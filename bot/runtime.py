@@ -49,13 +49,23 @@ class Runtime:
         models = ModelRegistry.from_plugins(plugins, config)
         if store is None:
             store = await open_store(config.store_path())
+        # Read once, at start: the values of secret-looking variables of the bot's
+        # own environment are redacted like configured secrets (names logged, never values).
+        inherited = redaction.secret_variable_names()
+        if inherited:
+            log.info(
+                "redacting the values of %d environment variables: %s",
+                len(inherited),
+                ", ".join(inherited),
+            )
+        redactor = redaction.configure(redaction.held_secrets(config.secrets.values()))
         return cls(
             config=config,
             plugins=plugins,
             store=store,
             models=models,
             tools=tools,
-            runner=ToolRunner(tools, plugins, redaction.configure(config.secrets.values())),
+            runner=ToolRunner(tools, plugins, redactor),
             router=Router(config, models, plugins),
             directives=DirectiveLoader(config.workspace_path(), config.agent_dir),
         )

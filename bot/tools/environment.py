@@ -13,9 +13,11 @@ not the user's home and not the workspace: the user's dotfiles
 (pip, npm, pre-commit) land neither in the repository nor in the user's
 home. It is stable per workspace so those caches survive between sessions.
 
-Whatever the configuration says, a variable whose *name* looks secret
-(TOKEN, KEY, SECRET, PASSWORD, …) or whose *value* contains a configured
-secret is dropped, with a warning naming the variable (never the value).
+Whatever the configuration says, a secret-looking variable (its *name* says
+TOKEN, KEY, SECRET, PASSWORD, …, or its *value* is a URL carrying a password;
+the rule is :func:`bot.policy.redaction_env.is_secret_variable`, which the
+redactor shares) or one whose *value* contains a secret the bot holds is
+dropped, with a warning naming the variable (never the value).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bot.policy.redaction_env import environment_secrets, is_secret_variable
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.IGNORECASE)
 # Below this length a secret is matched only as a whole value, so a short
 # one cannot knock out every variable that happens to contain it.
 _MIN_SUBSTRING_SECRET = 8
@@ -64,18 +66,25 @@ def build_tool_env(
         "TERM": "dumb",
         "GIT_TERMINAL_PROMPT": "0",
     }
-    for name in config.tools.bash.env_passthrough:
-        if _SECRET_NAME.search(name):
+    # Secrets of the bot's own environment, in a variable of another name (MY_VAR=$TOKEN).
+    passthrough = config.tools.bash.env_passthrough
+    inherited = environment_secrets(source) if passthrough else []
+    for name in passthrough:
+        value = source.get(name)
+        if is_secret_variable(name, value or ""):
             log.warning(
                 "tools.bash.env_passthrough: %s looks like a secret; not passed to tools", name
             )
             continue
-        if name in source:
-            env[name] = source[name]
+        if value is not None and _holds_secret(value, inherited):
+            log.warning("tool environment: %s holds a secret; not passed to tools", name)
+            continue
+        if value is not None:
+            env[name] = value
     secrets = config.secrets.values()
     for name in list(env):
         if _holds_secret(env[name], secrets):
-            log.warning("tool environment: %s holds a configured secret; not passed to tools", name)
+            log.warning("tool environment: %s holds a secret; not passed to tools", name)
             del env[name]
     return env
 

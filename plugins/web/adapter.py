@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters import ChatAdapter
 from bot.events import AgentEvent, AgentEventKind, ChatEvent, ChatEventKind, ThreadKey
 from bot.policy.redaction import Redactor
+from bot.policy.redaction_env import held_secrets
 from plugins.web.redact_stream import StreamRedactor
 from plugins.web.sse import EventHub, EventLog
 
@@ -94,7 +95,7 @@ class WebAdapter(ChatAdapter):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.hub = EventHub(history_events=config.web.history_events)
-        self._secrets = config.secrets.values()
+        self._secrets = held_secrets(config.secrets.values())
         self.redactor = Redactor(self._secrets)
         self._streams: dict[str, dict[AgentEventKind, StreamRedactor]] = {}
         self.sessions: SessionManager | None = None
