@@ -21,8 +21,9 @@ masked run carries at least ``FRAGMENT_BITS`` bits of the secret:
   leaves one half (>= 8 characters) that is caught: re-assembling a 16+
   character token takes at least three pieces, each shorter than 8;
 - a run must also mix character classes (letters and digits, or both
-  cases, or symbols): a lone word or number that happens to sit inside a
-  secret (``extended``, ``12345678``) is not masked wherever it appears.
+  cases): a word, number or slug that happens to sit inside a secret
+  (``-extended``, the numeric team id inside a Slack token) is not masked
+  wherever it appears.
 
 **Short or non-random secrets** (under 16 characters, with whitespace, a
 single character class, mostly lower-case words, repetitive: human passwords
@@ -79,17 +80,12 @@ class Form:
         return self.min_run >= len(self.text)
 
 
-def _classes(value: str) -> int:
-    return (
-        any(c.islower() for c in value)
-        + any(c.isupper() for c in value)
-        + any(c.isdigit() for c in value)
-        + any(not c.isalnum() for c in value)
-    )
-
-
 def mixes_classes(value: str) -> bool:
-    return _classes(value) >= 2
+    """Two of lower case, upper case and digits: not a word, a number or a dashed slug."""
+    lower = any(c.islower() for c in value)
+    upper = any(c.isupper() for c in value)
+    digit = any(c.isdigit() for c in value)
+    return lower + upper + digit >= 2
 
 
 def _entropy(value: str) -> float:

@@ -45,8 +45,10 @@ def looks_like_credential(value: str) -> bool:
     upper = any(c.isupper() for c in value)
     letters = lower or upper
     # Identifiers and words have no digits; numbers have no letters. A token has
-    # both, or (long enough to be random) both letter cases.
-    return (digits and letters) or (lower and upper and len(value) >= 16 and "_" not in value)
+    # both, or (long enough to be random, and no dotted or snake_case name) both cases.
+    if digits and letters:
+        return True
+    return lower and upper and len(value) >= 24 and not {".", "_"} & set(value)
 
 
 def _keep_prefix(group: int) -> Callable[[re.Match[str]], str]:
@@ -61,6 +63,18 @@ def _masked_if_credential(match: re.Match[str]) -> str:
     if not looks_like_credential(value):
         return match.group(0)
     return match.group(0)[: match.start("value") - match.start(0)] + MASK
+
+
+_DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+
+
+def _secret_value(match: re.Match[str]) -> str:
+    """``token = …``: a random-looking value, not a call or an attribute (``PKCS8.unwrap(``)."""
+    end = match.end("value")
+    after = match.string[end : end + 1]
+    if after in ("(", "[") or _DOTTED_NAME.match(match.group("value")):
+        return match.group(0)
+    return _masked_if_credential(match)
 
 
 # Unquoted values after ``password:`` that are code, not a password.
@@ -86,6 +100,8 @@ _CODE_WORDS = frozenset(
     ]
 )
 _CODE_PUNCTUATION = set("()[]{}<>$%*`\\")
+_SMALL_NUMBER = re.compile(r"^(?:0x[0-9a-fA-F]{1,4}|\d{1,4})$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z_.]*$")
 _PLACEHOLDER = re.compile(r"^(?:\$\{.*\}|\{\{.*\}\}|<.*>|\*+|x+|\.\.\.|…)$", re.IGNORECASE)
 
 
@@ -95,15 +111,24 @@ def _password_value(match: re.Match[str]) -> str:
     quoted = value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2
     inner = value[1:-1] if quoted else value
     keep = match.group(0)
-    if not inner or _PLACEHOLDER.match(inner):
-        return keep
+    if (
+        not inner
+        or _PLACEHOLDER.match(inner)
+        or inner.lower() in _CODE_WORDS
+        or any(c.isspace() for c in inner)
+    ):
+        return keep  # empty, a placeholder, or a sentence ("a passphrase is required")
     if not quoted:
         lowered = inner.lower()
         if (
             lowered in _CODE_WORDS
+            or _SMALL_NUMBER.match(inner)  # USERNAME_PASSWORD = 0x02
             or _CODE_PUNCTUATION.intersection(inner)
             # password=password, password=self.password, password=args.db_password
             or re.search(r"pass(?:word|wd|phrase)|secret", lowered)
+            # a name in code (password=user_pass, pw = self.pw), unless the key is
+            # an environment variable's (DB_PASSWORD=correcthorse)
+            or (_IDENTIFIER.match(inner) and not match.group(0)[:6].isupper())
         ):
             return keep
         tight = match.group("sep") in ("=", ":")  # no spaces: config or a command line
@@ -115,7 +140,18 @@ def _password_value(match: re.Match[str]) -> str:
     return f"{head}{value[0]}{MASK}{value[0]}{tail}" if quoted else f"{head}{MASK}{tail}"
 
 
+# Passwords of example URLs in documentation, not credentials.
+_EXAMPLE_PASSWORDS = frozenset({"pass", "password", "passwd", "pw", "pwd", "secret", "token"})
+
+
 def _basic_auth(match: re.Match[str]) -> str:
+    password = match.group("password")
+    if (
+        password.lower() in _EXAMPLE_PASSWORDS
+        or _PLACEHOLDER.match(password)
+        or _CODE_PUNCTUATION.intersection(password)  # a template: ://{user}:{password}@
+    ):
+        return match.group(0)
     return f"://{match.group('user')}:{MASK}@"
 
 
@@ -165,10 +201,14 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "private key",
         ("-----BEGIN ",),
+        # Up to the END line, or, cut short (``head key.pem``), as far as
+        # its lines are base64 or headers (Proc-Type: …): never the code after
+        # a BEGIN line quoted in a program. Lines may end in an escaped \n (JSON).
         re.compile(
-            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?"
-            r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-            re.DOTALL,
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"
+            r"(?:[ \t]*(?:\r?\n|\\n)(?:[A-Za-z0-9+/=]{1,128}|[A-Za-z-]+: [^\n\\]*)"
+            r"(?=[ \t]*(?:\r?\n|\\n|\Z)))*"
+            r"(?:[ \t]*(?:\r?\n|\\n)-----END [A-Z0-9 ]*PRIVATE KEY-----)?"
         ),
     ),
     Shape(
@@ -215,7 +255,7 @@ SHAPES: tuple[Shape, ...] = (
             r"(?i)(?:secret|token|api[_-]?key|access[_-]?key|private[_-]?key)[\w.-]*[\"']?"
             r"\s*(?:=(?!=)|:(?![:=]))\s*[\"']?(?P<value>[A-Za-z0-9+/_.~-]{8,}={0,2})"
         ),
-        _masked_if_credential,
+        _secret_value,
         ignore_case=True,
     ),
 )
